@@ -1,0 +1,20 @@
+//! Pure-Rust core of jobpersist.
+//!
+//! Everything the Python extension needs to write and read Braket job
+//! checkpoint envelopes byte-for-byte like the reference implementation:
+//! line-wrapped base64 (`base64.encodebytes`), `json.dumps`-compatible string
+//! escaping, and atomic, durable file replacement.
+
+mod atomic_file;
+mod base64_decode;
+mod base64_lines;
+mod envelope_writer;
+mod error;
+mod json_escape;
+
+pub use atomic_file::AtomicFile;
+pub use base64_decode::{decode, decode_into, decoded_len};
+pub use base64_lines::{LineEncoder, LINE_CHARS, LINE_INPUT_BYTES};
+pub use envelope_writer::EnvelopeWriter;
+pub use error::{Error, Result};
+pub use json_escape::{escape_code_points, escape_str};

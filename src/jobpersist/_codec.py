@@ -1,0 +1,99 @@
+"""The internal codec interface and the choice, made once at import, of its implementation.
+
+A codec writes envelope files. ``jobpersist._native`` (Rust) and ``_python_codec`` (pure
+Python) implement it with identical output; ``JOBPERSIST_BACKEND=native|python`` forces one.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Protocol, Union
+
+
+
+Buffer = Union[bytes, bytearray, memoryview]
+
+
+class EnvelopeWriter(Protocol):
+    """Streams one envelope file: raw JSON text, keys, strings and base64 values.
+
+    Nothing is visible at the target path before ``commit``; ``abort`` leaves no trace.
+    """
+
+    def write_raw(self, data: bytes) -> None:
+        """Appends ASCII JSON text as it is."""
+
+    def write_key(self, key: str) -> None:
+        """Appends ``key`` as a JSON string (``ensure_ascii`` escapes) and ``": "``."""
+
+    def write_str(self, value: str) -> None:
+        """Appends ``value`` as a JSON string (``ensure_ascii`` escapes)."""
+
+    def begin_b64(self) -> None:
+        """Opens a JSON string that will hold ``base64.encodebytes`` of the bytes written."""
+
+    def write(self, data: Buffer, /) -> int:
+        """Appends bytes to the open base64 string (the ``pickle.Pickler`` file protocol)."""
+
+    def end_b64(self) -> None:
+        """Closes the base64 string, with its final line break as ``encodebytes`` writes it."""
+
+    def commit(self) -> None:
+        """Replaces the target with what was written: fsync, rename, fsync the directory."""
+
+    def abort(self) -> None:
+        """Removes the temp file, leaving the target as it was."""
+
+
+class Codec(Protocol):
+    """What each backend provides."""
+
+    def open_writer(self, path: str, fsync: bool) -> EnvelopeWriter:
+        """Starts an atomic write of ``path``."""
+
+    def scan_pickled(self, data: bytes) -> tuple[list[str], list[tuple[int, int]]] | None:
+        """Fast path for a canonical pickled envelope: its keys and the spans of their values.
+
+        Returns None when ``data`` is anything else; the caller then parses it in full.
+        """
+
+    def decode_span(self, data: bytes, start: int, end: int) -> bytes:
+        """Decodes the wrapped base64 in ``data[start:end]`` (raw JSON string content)."""
+
+
+def _select() -> tuple[str, Any]:
+    forced = os.environ.get("JOBPERSIST_BACKEND", "").strip().lower()
+    if forced not in ("", "native", "python"):
+        raise ImportError(
+            f"JOBPERSIST_BACKEND={forced!r} is not a backend: use 'native' or 'python'."
+        )
+    if forced != "python":
+        try:
+            from jobpersist import _native
+        except ImportError as exc:
+            if forced == "native":
+                raise ImportError(
+                    "JOBPERSIST_BACKEND=native, but the compiled module jobpersist._native "
+                    "cannot be imported. Build it with `pip install .` (or `maturin develop "
+                    "--release`) from a source checkout, with a Rust toolchain installed."
+                ) from exc
+        else:
+            return "native", _native
+    from jobpersist import _python_codec
+
+    return "python", _python_codec
+
+
+BACKEND, CODEC = _select()
+
+
+def use(name: str) -> None:
+    """Switches the codec in use (for tests and benchmarks comparing backends)."""
+    global BACKEND, CODEC
+    if name == "native":
+        from jobpersist import _native as codec
+    elif name == "python":
+        from jobpersist import _python_codec as codec  # type: ignore[no-redef]
+    else:
+        raise ValueError(f"unknown backend {name!r}")
+    BACKEND, CODEC = name, codec

@@ -1,0 +1,223 @@
+"""The reference's conversion of values for plaintext JSON, and of top-level keys.
+
+The reference persists through a pydantic v1 model: its ``.dict()`` rebuilds containers, then
+``json.dumps(default=pydantic_encoder)`` converts what JSON cannot hold. ``to_json_native``
+does both in one walk, so ``json.dumps`` of its result gives the reference's bytes, while
+naming the key path of a value nothing converts and refusing cycles with a ``ValueError``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import re
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict, is_dataclass
+from decimal import Decimal
+from enum import Enum
+from pathlib import Path
+from types import GeneratorType
+from typing import Any
+
+# The reference never converts these: json.dumps writes them as they are.
+_JSON_SCALARS = (str, int, float, bool, type(None))
+# json.dumps turns keys of these types into strings by itself.
+_JSON_KEY_TYPES = (str, int, float, bool, type(None))
+# Containers the reference's ``.dict()`` rebuilds with ``type(v)(items)``.
+_SEQUENCES = (list, tuple, set, frozenset, GeneratorType, deque)
+
+# Nesting deeper than this is refused before Python's own recursion limit is near.
+MAX_DEPTH = 900
+
+
+def _decimal(value: Decimal) -> int | float:
+    # As pydantic: an exponent >= 0 means an integral value. NaN's exponent is the string 'n',
+    # and comparing it raises the reference's TypeError too.
+    if value.as_tuple().exponent >= 0:  # type: ignore[operator]
+        return int(value)
+    return float(value)
+
+
+_ENCODERS: dict[type, Callable[[Any], Any]] = {
+    bytes: lambda o: o.decode(),
+    datetime.date: lambda o: o.isoformat(),
+    datetime.datetime: lambda o: o.isoformat(),
+    datetime.time: lambda o: o.isoformat(),
+    datetime.timedelta: lambda td: td.total_seconds(),
+    Decimal: _decimal,
+    Enum: lambda o: o.value,
+    frozenset: list,
+    deque: list,
+    GeneratorType: list,
+    ipaddress.IPv4Address: str,
+    ipaddress.IPv4Interface: str,
+    ipaddress.IPv4Network: str,
+    ipaddress.IPv6Address: str,
+    ipaddress.IPv6Interface: str,
+    ipaddress.IPv6Network: str,
+    Path: str,
+    re.Pattern: lambda o: o.pattern,
+    set: list,
+    uuid.UUID: str,
+}
+
+
+class _Unconvertible(TypeError):
+    pass
+
+
+def convert_default(obj: Any) -> Any:
+    """One step of the reference's ``pydantic_encoder``: what ``obj`` is written as.
+
+    Raises:
+        TypeError: If the reference has no conversion for ``type(obj)``.
+    """
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return asdict(obj)
+    for base in type(obj).__mro__[:-1]:
+        encoder = _ENCODERS.get(base)
+        if encoder is not None:
+            return encoder(obj)
+    raise _Unconvertible(f"Object of type '{type(obj).__name__}' is not JSON serializable")
+
+
+def _path_text(path: list[Any]) -> str:
+    return "".join(f"[{p!r}]" for p in path)
+
+
+def _is_namedtuple(cls: type) -> bool:
+    return issubclass(cls, tuple) and hasattr(cls, "_fields")
+
+
+class _Walker:
+    """Converts one value; ``stack`` holds the ids of the containers being walked."""
+
+    def __init__(self, top_key: Any) -> None:
+        self.path: list[Any] = [top_key]
+        self.stack: set[int] = set()
+
+    def fail(self, obj: Any, detail: str) -> TypeError:
+        return TypeError(
+            f"Value at {_path_text(self.path)} of type '{type(obj).__name__}' cannot be "
+            f"persisted as plaintext JSON: {detail}. Use PersistedJobDataFormat.PICKLED_V4 "
+            "for arbitrary Python objects."
+        )
+
+    def enter(self, obj: Any) -> None:
+        if id(obj) in self.stack:
+            raise ValueError(f"Circular reference detected at {_path_text(self.path)}")
+        if len(self.stack) >= MAX_DEPTH:
+            raise ValueError(
+                f"Data nested deeper than {MAX_DEPTH} levels at {_path_text(self.path[:3])}... "
+                "cannot be persisted as plaintext JSON."
+            )
+        self.stack.add(id(obj))
+
+    def walk(self, obj: Any) -> Any:
+        cls = type(obj)
+        if cls is float or cls is int or cls is str or cls is bool or obj is None:
+            return obj
+        if isinstance(obj, dict):
+            return self.walk_dict(obj)
+        if isinstance(obj, _SEQUENCES):
+            return self.walk_sequence(obj)
+        if isinstance(obj, _JSON_SCALARS):
+            # Subclasses (IntEnum, str enums, ...): json.dumps writes their base value.
+            return obj
+        return self.walk_default(obj)
+
+    def walk_dict(self, obj: dict[Any, Any]) -> dict[Any, Any]:
+        self.enter(obj)
+        out: dict[Any, Any] = {}
+        path = self.path
+        for key, value in obj.items():
+            if not isinstance(key, _JSON_KEY_TYPES):
+                raise TypeError(
+                    f"Key {key!r} at {_path_text(path)}: keys must be str, int, float, bool "
+                    f"or None, not {type(key).__name__}"
+                )
+            path.append(key)
+            out[key] = self.walk(value)
+            path.pop()
+        self.stack.discard(id(obj))
+        return out
+
+    def walk_sequence(self, obj: Any) -> Any:
+        if isinstance(obj, GeneratorType):
+            # The reference rebuilds containers with type(v)(...), which generators refuse.
+            raise self.fail(obj, "generators cannot be persisted")
+        self.enter(obj)
+        path = self.path
+        items = []
+        for index, value in enumerate(obj):
+            path.append(index)
+            items.append(self.walk(value))
+            path.pop()
+        self.stack.discard(id(obj))
+        cls = type(obj)
+        if cls is list or cls is tuple:
+            return items
+        try:
+            rebuilt = cls(*items) if _is_namedtuple(cls) else cls(items)
+        except Exception as exc:
+            raise self.fail(obj, f"its type cannot be rebuilt from its items ({exc})") from exc
+        if isinstance(rebuilt, (set, frozenset, deque)):
+            # pydantic_encoder writes these as lists, in the rebuilt container's order.
+            return list(rebuilt)
+        return rebuilt
+
+    def walk_default(self, obj: Any) -> Any:
+        self.enter(obj)
+        try:
+            converted = convert_default(obj)
+        except _Unconvertible as exc:
+            raise self.fail(obj, "no conversion to JSON exists for this type") from None
+        except (TypeError, ValueError) as exc:
+            raise self.fail(obj, f"its conversion failed ({type(exc).__name__}: {exc})") from exc
+        result = self.walk(converted)
+        self.stack.discard(id(obj))
+        return result
+
+
+def to_json_native(key: Any, value: Any) -> Any:
+    """Converts ``value`` (stored under ``key``) to what the reference's encoder writes.
+
+    Returns:
+        Any: Built of dict, list, str, int, float, bool and None (and their subclasses),
+        ready for ``json.dumps``.
+
+    Raises:
+        TypeError: If a value or a nested key has no JSON form; the message names its path.
+        ValueError: On a circular reference or nesting deeper than ``MAX_DEPTH``.
+    """
+    try:
+        return _Walker(key).walk(value)
+    except RecursionError as exc:
+        raise ValueError(f"Data under key {key!r} is nested too deeply to persist.") from exc
+
+
+def coerce_key(key: Any) -> str:
+    """A top-level key as the reference's schema validation coerces it to ``str``.
+
+    Raises:
+        ValueError: If the reference's validation refuses the key (as its ValidationError).
+    """
+    if isinstance(key, str):
+        return key.value if isinstance(key, Enum) else key
+    if isinstance(key, (float, int, Decimal)):
+        return str(key)
+    if isinstance(key, (bytes, bytearray)):
+        try:
+            return key.decode()
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"Key {key!r} is not valid UTF-8.") from exc
+    raise ValueError(f"Key {key!r} of type '{type(key).__name__}' cannot be coerced to str.")
+
+
+def coerce_keys(data: dict[Any, Any]) -> dict[str, Any]:
+    """The mapping with every key coerced as ``coerce_key`` does; a later duplicate wins."""
+    if all(type(k) is str for k in data):
+        return data
+    return {coerce_key(k): v for k, v in data.items()}

@@ -1,0 +1,188 @@
+"""The persisted-job-data envelope: writing it through a codec, and parsing and validating it
+exactly as the reference's schema does (its ``PersistedJobData.parse_raw``)."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import re
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from jobpersist import _codec
+from jobpersist._conversion import to_json_native
+from jobpersist._format import PersistedJobDataFormat
+
+SCHEMA_NAME = "braket.jobs_data.persisted_job_data"
+SCHEMA_VERSION = "1"
+_HEAD = (
+    b'{"braketSchemaHeader": {"name": "' + SCHEMA_NAME.encode() + b'", "version": "'
+    + SCHEMA_VERSION.encode() + b'"}, "dataDictionary": {'
+)
+
+
+class RawPickled:
+    """A value that is already pickled and base64-encoded: it is written back as it is.
+
+    Either ``text`` (the decoded JSON string) or ``data[start:end]`` (the raw JSON string
+    content in the file's bytes) holds it.
+    """
+
+    __slots__ = ("text", "data", "start", "end")
+
+    def __init__(
+        self, text: str | None = None, data: bytes = b"", start: int = 0, end: int = 0
+    ) -> None:
+        self.text = text
+        self.data = data
+        self.start = start
+        self.end = end
+
+
+def write_envelope(
+    path: str,
+    entries: Iterable[tuple[str, Any]],
+    data_format: PersistedJobDataFormat,
+    fsync: bool,
+) -> None:
+    """Atomically writes the envelope holding ``entries`` (already-coerced keys) to ``path``.
+
+    Values are pickled when ``data_format`` is PICKLED_V4 (``RawPickled`` ones are copied),
+    converted as the reference converts them otherwise.
+
+    Raises:
+        TypeError: If a plaintext value cannot be written as JSON.
+        ValueError: On a circular reference or too deep nesting.
+        OSError: If the file cannot be written; the previous file is then intact.
+    """
+    writer = _codec.CODEC.open_writer(path, fsync)
+    try:
+        writer.write_raw(_HEAD)
+        pickled = data_format is PersistedJobDataFormat.PICKLED_V4
+        first = True
+        for key, value in entries:
+            if not first:
+                writer.write_raw(b", ")
+            first = False
+            writer.write_key(key)
+            if isinstance(value, RawPickled):
+                if value.text is not None:
+                    writer.write_str(value.text)
+                else:
+                    writer.write_raw(b'"' + value.data[value.start : value.end] + b'"')
+            elif pickled:
+                writer.begin_b64()
+                pickle.Pickler(writer, protocol=4).dump(value)
+                writer.end_b64()
+            else:
+                writer.write_raw(dump_plaintext(key, value))
+        writer.write_raw(b'}, "dataFormat": "' + data_format.value.encode() + b'"}')
+    except BaseException:
+        writer.abort()
+        raise
+    writer.commit()
+
+
+def dump_plaintext(key: Any, value: Any) -> bytes:
+    """The JSON text the reference writes for ``value``, stored under ``key``."""
+    native = to_json_native(key, value)
+    try:
+        return json.dumps(native).encode("ascii")
+    except RecursionError as exc:
+        raise ValueError(f"Data under key {key!r} is nested too deeply to persist.") from exc
+
+
+# An integer literal that orjson would turn into a float (beyond 64 bits): such a file takes
+# the exact path. Long digit runs inside floats or strings only cost a slower parse.
+_LONG_INT = re.compile(rb"(?<![\w.+\-])-?\d{19,}")
+
+
+def loads(data: bytes) -> Any:
+    """Parses JSON as ``json.loads`` does (NaN, Infinity, big ints, lone surrogates), fast.
+
+    Raises:
+        ValueError: If ``data`` is not JSON the reference would parse.
+    """
+    if not _LONG_INT.search(data):
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass  # Maybe NaN, Infinity or a lone surrogate: the exact path decides.
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"The file is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise ValueError("The file's JSON is nested too deeply to parse.") from exc
+
+
+def _schema_str(value: Any, field: str) -> str:
+    # pydantic v1's str coercion, which the reference's schema applies.
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float, Decimal)):
+        return str(value)
+    raise ValueError(f"Invalid persisted job data: {field} must be a string, not {value!r}.")
+
+
+def _schema_dict(value: Any) -> dict[str, Any]:
+    # pydantic v1's dict validation: a dict, or anything dict() accepts; keys coerced to str.
+    if not isinstance(value, dict):
+        try:
+            value = dict(value)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                "Invalid persisted job data: dataDictionary must be an object."
+            ) from exc
+    if all(type(k) is str for k in value):
+        return value
+    return {_schema_str(k, "a dataDictionary key"): v for k, v in value.items()}
+
+
+def validate_envelope(obj: Any) -> tuple[PersistedJobDataFormat | str, dict[str, Any]]:
+    """The data format and the data dictionary of a parsed envelope.
+
+    Returns:
+        tuple: The format (a member, or an unknown string the reference reads as plaintext)
+        and the dictionary of encoded values.
+
+    Raises:
+        ValueError: If the envelope does not satisfy the reference's schema.
+    """
+    if not isinstance(obj, dict):
+        raise ValueError("Invalid persisted job data: the file does not hold a JSON object.")
+    header = obj.get("braketSchemaHeader")
+    if "braketSchemaHeader" in obj:
+        if not isinstance(header, dict):
+            raise ValueError("Invalid persisted job data: braketSchemaHeader is not an object.")
+        name = _schema_str(header.get("name"), "braketSchemaHeader.name")
+        version = _schema_str(header.get("version"), "braketSchemaHeader.version")
+        if (name, version) != (SCHEMA_NAME, SCHEMA_VERSION):
+            raise ValueError(
+                f"Invalid persisted job data: schema {name!r} version {version!r}, expected "
+                f"{SCHEMA_NAME!r} version {SCHEMA_VERSION!r}."
+            )
+    if "dataDictionary" not in obj:
+        raise ValueError("Invalid persisted job data: dataDictionary is missing.")
+    dictionary = _schema_dict(obj["dataDictionary"])
+    if "dataFormat" not in obj:
+        raise ValueError("Invalid persisted job data: dataFormat is missing.")
+    raw_format = _schema_str(obj["dataFormat"], "dataFormat")
+    data_format: PersistedJobDataFormat | str
+    try:
+        data_format = PersistedJobDataFormat(raw_format)
+    except ValueError:
+        data_format = raw_format
+    return data_format, dictionary
+
+
+def parse_envelope(data: bytes) -> tuple[PersistedJobDataFormat | str, dict[str, Any]]:
+    """Parses and validates a whole envelope file's bytes.
+
+    Raises:
+        ValueError: If the bytes are not a valid envelope.
+    """
+    return validate_envelope(loads(data))

@@ -1,0 +1,230 @@
+"""Saving and loading job checkpoints and results: ``braket.jobs.data_persistence``'s API,
+with atomic durable writes, merges that never unpickle, and names that stay inside."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from jobpersist import _codec
+from jobpersist._atomic import fsync_enabled
+from jobpersist._conversion import coerce_keys
+from jobpersist._envelope import RawPickled, parse_envelope, write_envelope
+from jobpersist._environment import checkpoint_path, get_job_name, results_path
+from jobpersist._format import PersistedJobDataFormat, coerce_format
+from jobpersist.serialization import (
+    decode_pickled_text,
+    require_pickle_allowed,
+    unpickle_value,
+)
+
+
+def save_job_checkpoint(
+    checkpoint_data: dict[str, Any],
+    checkpoint_file_suffix: str = "",
+    data_format: PersistedJobDataFormat = PersistedJobDataFormat.PLAINTEXT,
+) -> None:
+    """Saves the specified `checkpoint_data` to the local output directory, specified by
+    the container environment variable `AMZN_BRAKET_CHECKPOINT_DIR` (or `CHECKPOINT_DIR`),
+    with the filename `f"{job_name}(_{checkpoint_file_suffix}).json"`. The `job_name` refers
+    to the name of the current job and is retrieved from the container environment variable
+    `AMZN_BRAKET_JOB_NAME` (or `JOB_NAME`). The `checkpoint_data` values are serialized to the
+    specified `data_format`.
+
+    The file is replaced atomically and durably: a save that fails or is killed leaves the
+    previous checkpoint intact.
+
+    Args:
+        checkpoint_data (dict[str, Any]): Dict that specifies the checkpoint data to be persisted.
+        checkpoint_file_suffix (str): str that specifies the file suffix to be used for
+            the checkpoint filename. The resulting filename
+            `f"{job_name}(_{checkpoint_file_suffix}).json"` is used to save the checkpoints.
+            Default: ""
+        data_format (PersistedJobDataFormat): The data format used to serialize the
+            values. Note that for `PICKLED` data formats, the values are base64 encoded
+            after serialization. Default: PersistedJobDataFormat.PLAINTEXT
+
+    Raises:
+        ValueError: If the supplied `checkpoint_data` is `None` or empty, if the job name or
+            `checkpoint_file_suffix` would leave the checkpoint directory, or on a circular
+            reference.
+        TypeError: If `data_format` is unsupported, or a value cannot be written in it.
+        OSError: If the file cannot be written.
+    """
+    if not checkpoint_data:
+        raise ValueError("The checkpoint_data argument cannot be empty.")
+    data_format = coerce_format(data_format)
+    path = checkpoint_path(get_job_name(), checkpoint_file_suffix)
+    data = coerce_keys(dict(checkpoint_data))
+    write_envelope(path, data.items(), data_format, fsync_enabled())
+
+
+def load_job_checkpoint(
+    job_name: str | None = None,
+    checkpoint_file_suffix: str = "",
+    allow_pickle: bool = False,
+) -> dict[str, Any]:
+    """Loads the job checkpoint data stored for the job named 'job_name', with the checkpoint
+    file that ends with the `checkpoint_file_suffix`. The `job_name` can refer to any job whose
+    checkpoint data you expect to be available in the file path specified by the
+    `AMZN_BRAKET_CHECKPOINT_DIR` (or `CHECKPOINT_DIR`) container environment variable. If not
+    provided, this function will use the currently running job's name.
+
+    Args:
+        job_name (str | None): str that specifies the name of the job whose checkpoints
+            are to be loaded. Default: current job name.
+        checkpoint_file_suffix (str): str specifying the file suffix that is used to
+            locate the checkpoint file to load. The resulting file name
+            `f"{job_name}(_{checkpoint_file_suffix}).json"` is used to locate the
+            checkpoint file. Default: ""
+        allow_pickle (bool): Whether to allow deserialization of pickled data. Pickle
+            deserialization can execute arbitrary code and is unsafe on untrusted data.
+            Default: False.
+
+    Returns:
+        dict[str, Any]: Dict that contains the checkpoint data persisted in the checkpoint file.
+
+    Raises:
+        FileNotFoundError: If the file `f"{job_name}(_{checkpoint_file_suffix})"` could not be
+            found in the checkpoint directory.
+        ValueError: If the data stored in the checkpoint file can't be deserialized (possibly
+            due to corruption), or if the job name or suffix would leave the directory.
+        RuntimeError: If data is in PICKLED_V4 format and allow_pickle is False.
+    """
+    path = checkpoint_path(job_name or get_job_name(), checkpoint_file_suffix)
+    return _decode_file(_read(path), allow_pickle)
+
+
+def load_job_result(
+    filename: str | Path | None = None, allow_pickle: bool = False
+) -> dict[str, Any]:
+    """Loads job result of currently running job.
+
+    Args:
+        filename (str | Path | None): Location of job results. Default `results.json` in job
+            results directory in a job instance or in working directory locally. This file
+            must be in the format used by `save_job_result`.
+        allow_pickle (bool): Whether to allow deserialization of pickled data. Pickle
+            deserialization can execute arbitrary code and is unsafe on untrusted data.
+            Default: False.
+
+    Returns:
+        dict[str, Any]: Job result data of current job; empty if there is no results file.
+
+    Raises:
+        RuntimeError: If data is in PICKLED_V4 format and allow_pickle is False.
+        ValueError: If the results file can't be deserialized (possibly due to corruption).
+    """
+    try:
+        data = _read(os.fspath(filename or results_path()))
+    except FileNotFoundError:
+        return {}
+    return _decode_file(data, allow_pickle)
+
+
+def save_job_result(
+    result_data: dict[str, Any] | Any,
+    data_format: PersistedJobDataFormat | None = None,
+) -> None:
+    """Saves the `result_data` to the local output directory that is specified by the container
+    environment variable `AMZN_BRAKET_JOB_RESULTS_DIR`, with the filename 'results.json'.
+    The `result_data` values are serialized to the specified `data_format`, and merged over
+    the results saved before (new keys win).
+
+    The existing results are merged in their encoded form: pickled results are never
+    unpickled. Concurrent calls, from any number of processes, lose no key.
+
+    Args:
+        result_data (dict[str, Any] | Any): Dict that specifies the result data to be
+            persisted. If result data is not a dict, then it will be wrapped as
+            `{"result": result_data}`.
+        data_format (PersistedJobDataFormat | None): The data format used to serialize the
+            values. Note that for `PICKLED` data formats, the values are base64 encoded
+            after serialization. Default: PersistedJobDataFormat.PLAINTEXT, or PICKLED_V4
+            when the saved results already are.
+
+    Raises:
+        TypeError: Unsupported data format, plaintext over pickled results, or a value the
+            format cannot hold.
+        ValueError: If the existing results file is damaged, or on a circular reference.
+        OSError: If the file cannot be written.
+    """
+    if not isinstance(result_data, dict):
+        result_data = {"result": result_data}
+    requested = None if data_format is None else coerce_format(data_format)
+    path = results_path()
+    with _locked_directory(os.path.dirname(path) or "."):
+        existing_format, existing = _read_existing_results(path)
+        if existing_format is PersistedJobDataFormat.PICKLED_V4:
+            if requested is PersistedJobDataFormat.PLAINTEXT:
+                raise TypeError(
+                    "Cannot update results object serialized with pickled_v4 using data "
+                    "format plaintext."
+                )
+            requested = PersistedJobDataFormat.PICKLED_V4
+        merged = coerce_keys(existing | result_data)
+        write_envelope(
+            path, merged.items(), requested or PersistedJobDataFormat.PLAINTEXT, fsync_enabled()
+        )
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _decode_file(data: bytes, allow_pickle: bool) -> dict[str, Any]:
+    scanned = _codec.CODEC.scan_pickled(data)
+    if scanned is not None:
+        keys, spans = scanned
+        require_pickle_allowed(allow_pickle)
+        return {
+            key: unpickle_value(key, _codec.CODEC.decode_span(data, start, end))
+            for key, (start, end) in zip(keys, spans)
+        }
+    data_format, dictionary = parse_envelope(data)
+    if data_format is PersistedJobDataFormat.PICKLED_V4:
+        require_pickle_allowed(allow_pickle)
+        return {k: unpickle_value(k, decode_pickled_text(k, v)) for k, v in dictionary.items()}
+    return dictionary
+
+
+def _read_existing_results(
+    path: str,
+) -> tuple[PersistedJobDataFormat | str, dict[str, Any]]:
+    try:
+        data = _read(path)
+    except FileNotFoundError:
+        return PersistedJobDataFormat.PLAINTEXT, {}
+    scanned = _codec.CODEC.scan_pickled(data)
+    if scanned is not None:
+        keys, spans = scanned
+        return PersistedJobDataFormat.PICKLED_V4, {
+            key: RawPickled(data=data, start=start, end=end)
+            for key, (start, end) in zip(keys, spans)
+        }
+    data_format, dictionary = parse_envelope(data)
+    if data_format is PersistedJobDataFormat.PICKLED_V4:
+        for key, value in dictionary.items():
+            if not isinstance(value, str):
+                raise ValueError(
+                    f"Cannot update results: the value of key {key!r} in {path} is not a "
+                    "base64 string."
+                )
+        return data_format, {k: RawPickled(text=v) for k, v in dictionary.items()}
+    return data_format, dictionary
+
+
+@contextmanager
+def _locked_directory(directory: str) -> Iterator[None]:
+    # The directory itself is the lock, so no lock file ever appears among the results.
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

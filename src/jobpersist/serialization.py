@@ -1,0 +1,112 @@
+"""Serialization of data dictionary values, as ``braket.jobs.serialization`` does it."""
+
+from __future__ import annotations
+
+import base64
+import pickle
+from typing import Any
+
+from jobpersist._format import PersistedJobDataFormat, coerce_format
+
+PICKLE_DISABLED_MESSAGE = (
+    "Data is in PICKLED_V4 format, but pickle deserialization is disabled by "
+    "default due to security concerns. Pickle deserialization can execute arbitrary "
+    "code and is unsafe on untrusted data. To enable pickle deserialization, pass "
+    "allow_pickle=True to the calling function (e.g. job.result(allow_pickle=True), "
+    "load_job_result(allow_pickle=True), or load_job_checkpoint(allow_pickle=True)). "
+    "Only do this if you trust the source of the data."
+)
+
+
+def serialize_values(
+    data_dictionary: dict[str, Any], data_format: PersistedJobDataFormat
+) -> dict[str, Any]:
+    """Serializes the `data_dictionary` values to the format specified by `data_format`.
+
+    Args:
+        data_dictionary (dict[str, Any]): Dict whose values are to be serialized.
+        data_format (PersistedJobDataFormat): The data format used to serialize the
+            values. Note that for `PICKLED` data formats, the values are base64 encoded
+            after serialization, so that they represent valid UTF-8 text.
+
+    Returns:
+        dict[str, Any]: Dict with same keys as `data_dictionary` and values serialized to
+        the specified `data_format`. For PLAINTEXT this is `data_dictionary` itself.
+
+    Raises:
+        TypeError: If `data_format` is not a supported format.
+    """
+    if coerce_format(data_format) is PersistedJobDataFormat.PICKLED_V4:
+        return {
+            k: base64.encodebytes(pickle.dumps(v, protocol=4)).decode()
+            for k, v in data_dictionary.items()
+        }
+    return data_dictionary
+
+
+def require_pickle_allowed(allow_pickle: bool) -> None:
+    """Raises the reference's RuntimeError unless the caller allowed unpickling."""
+    if not allow_pickle:
+        raise RuntimeError(PICKLE_DISABLED_MESSAGE)
+
+
+def unpickle_value(key: str, payload: bytes) -> Any:
+    """``pickle.loads`` of one value; any failure becomes a ValueError naming the key."""
+    try:
+        return pickle.loads(payload)  # noqa: S301 - only reached with allow_pickle=True
+    except Exception as exc:
+        raise ValueError(
+            f"Cannot deserialize the value of key {key!r}: unpickling failed "
+            f"({type(exc).__name__}: {exc})."
+        ) from exc
+
+
+def decode_pickled_text(key: str, text: Any) -> bytes:
+    """The pickle bytes held by one base64 value as the reference decodes it.
+
+    Raises:
+        ValueError: If the value is not a string of valid base64.
+    """
+    if not isinstance(text, str):
+        raise ValueError(
+            f"Cannot deserialize the value of key {key!r}: expected a base64 string, "
+            f"not {type(text).__name__}."
+        )
+    try:
+        return base64.decodebytes(text.encode())
+    except ValueError as exc:  # binascii.Error and UnicodeEncodeError are ValueErrors
+        raise ValueError(
+            f"Cannot deserialize the value of key {key!r}: invalid base64 ({exc})."
+        ) from exc
+
+
+def deserialize_values(
+    data_dictionary: dict[str, Any],
+    data_format: PersistedJobDataFormat,
+    allow_pickle: bool = False,
+) -> dict[str, Any]:
+    """Deserializes the `data_dictionary` values from the format specified by `data_format`.
+
+    Args:
+        data_dictionary (dict[str, Any]): Dict whose values are to be deserialized.
+        data_format (PersistedJobDataFormat): The data format that the `data_dictionary` values
+            are currently serialized with.
+        allow_pickle (bool): Whether to allow deserialization of pickled data. Pickle
+            deserialization can execute arbitrary code and is unsafe on untrusted data.
+            Default: False.
+
+    Returns:
+        dict[str, Any]: Dict with same keys as `data_dictionary` and values deserialized from
+        the specified `data_format` to plaintext.
+
+    Raises:
+        RuntimeError: If data format is PICKLED_V4 and allow_pickle is False.
+        ValueError: If a pickled value is not valid base64 or cannot be unpickled.
+        TypeError: If `data_format` is not a supported format.
+    """
+    if coerce_format(data_format) is PersistedJobDataFormat.PICKLED_V4:
+        require_pickle_allowed(allow_pickle)
+        return {
+            k: unpickle_value(k, decode_pickled_text(k, v)) for k, v in data_dictionary.items()
+        }
+    return data_dictionary
