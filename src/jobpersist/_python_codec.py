@@ -83,5 +83,11 @@ def scan_pickled(data: bytes) -> tuple[list[str], list[tuple[int, int]]] | None:
 
 
 def decode_span(data: bytes, start: int, end: int) -> bytes:
-    """Decodes the wrapped base64 in ``data[start:end]``, whose line breaks are ``\\n`` escapes."""
-    return base64.decodebytes(data[start:end].replace(b"\\n", b"\n"))
+    """Decodes the wrapped base64 in ``data[start:end]``, whose line breaks are ``\\n`` escapes.
+
+    Raises:
+        ValueError: For anything but strict base64 with ``\\n`` or ``\\r\\n`` escapes; the
+            caller then decodes the value on the exact path.
+    """
+    text = data[start:end].replace(b"\\r\\n", b"").replace(b"\\n", b"")
+    return base64.b64decode(text, validate=True)

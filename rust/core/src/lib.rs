@@ -5,9 +5,12 @@
 //! line-wrapped base64 (`base64.encodebytes`), `json.dumps`-compatible string
 //! escaping, and atomic, durable file replacement.
 
+#![warn(missing_docs)]
+
 mod atomic_file;
 mod base64_decode;
 mod base64_lines;
+mod envelope_scan;
 mod envelope_writer;
 mod error;
 mod json_escape;
@@ -15,6 +18,7 @@ mod json_escape;
 pub use atomic_file::AtomicFile;
 pub use base64_decode::{decode, decode_into, decoded_len};
 pub use base64_lines::{LineEncoder, LINE_CHARS, LINE_INPUT_BYTES};
+pub use envelope_scan::{scan_pickled, Entry, HEAD};
 pub use envelope_writer::EnvelopeWriter;
 pub use error::{Error, Result};
 pub use json_escape::{escape_code_points, escape_str};

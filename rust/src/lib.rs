@@ -1,0 +1,19 @@
+//! `jobpersist._native`: thin PyO3 bindings over `jobpersist-core`.
+//!
+//! Only argument conversion, GIL handling and error mapping live here; every
+//! byte the module writes or decodes is produced by the pyo3-free core.
+
+mod errors;
+mod reader;
+mod writer;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<writer::NativeEnvelopeWriter>()?;
+    m.add_function(wrap_pyfunction!(writer::open_writer, m)?)?;
+    m.add_function(wrap_pyfunction!(reader::scan_pickled, m)?)?;
+    m.add_function(wrap_pyfunction!(reader::decode_span, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,143 @@
+//! `EnvelopeWriter` for Python: the sink `pickle.Pickler` writes into.
+
+use std::path::PathBuf;
+
+use jobpersist_core::{escape_code_points, escape_str, EnvelopeWriter};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyString};
+
+use crate::errors::to_pyerr;
+
+/// Writes below this size keep the GIL: releasing it costs more than they do.
+const DETACH_AT: usize = 64 * 1024;
+
+/// An envelope being written to a temp file beside its target.
+#[pyclass(module = "jobpersist._native", name = "EnvelopeWriter")]
+pub struct NativeEnvelopeWriter {
+    inner: Option<EnvelopeWriter>,
+    in_b64: bool,
+}
+
+impl NativeEnvelopeWriter {
+    fn inner(&mut self) -> PyResult<&mut EnvelopeWriter> {
+        self.inner
+            .as_mut()
+            .ok_or_else(|| PyValueError::new_err("the writer is already committed or aborted"))
+    }
+
+    fn escape(value: &Bound<'_, PyString>, out: &mut Vec<u8>) -> PyResult<()> {
+        match value.to_str() {
+            Ok(text) => escape_str(text, out),
+            Err(_) => {
+                // Lone surrogates have no UTF-8 form: take the code points themselves.
+                let wide = value.call_method1("encode", ("utf-32-le", "surrogatepass"))?;
+                let wide = wide.cast::<PyBytes>()?.as_bytes();
+                let points = wide
+                    .chunks_exact(4)
+                    .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+                escape_code_points(points, out);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[pymethods]
+impl NativeEnvelopeWriter {
+    /// Appends ASCII JSON text as it is.
+    fn write_raw(&mut self, data: &[u8]) -> PyResult<()> {
+        self.inner()?.write_raw(data).map_err(to_pyerr)
+    }
+
+    /// Appends `key` as an escaped JSON string followed by `": "`.
+    fn write_key(&mut self, key: &Bound<'_, PyString>) -> PyResult<()> {
+        let mut out = Vec::with_capacity(key.len()? + 4);
+        Self::escape(key, &mut out)?;
+        out.extend_from_slice(b": ");
+        self.inner()?.write_raw(&out).map_err(to_pyerr)
+    }
+
+    /// Appends `value` as an escaped JSON string.
+    fn write_str(&mut self, py: Python<'_>, value: &Bound<'_, PyString>) -> PyResult<()> {
+        let mut out = Vec::new();
+        Self::escape(value, &mut out)?;
+        let inner = self.inner()?;
+        py.detach(|| inner.write_raw(&out)).map_err(to_pyerr)
+    }
+
+    /// Opens a JSON string holding `base64.encodebytes` of what is written next.
+    fn begin_b64(&mut self) -> PyResult<()> {
+        if self.in_b64 {
+            return Err(PyValueError::new_err(
+                "begin_b64() inside an open base64 value",
+            ));
+        }
+        self.inner()?.begin_b64_string().map_err(to_pyerr)?;
+        self.in_b64 = true;
+        Ok(())
+    }
+
+    /// Appends bytes to the open base64 value (the file protocol `pickle` uses).
+    fn write(&mut self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<usize> {
+        if !self.in_b64 {
+            return Err(PyValueError::new_err(
+                "write() outside begin_b64()/end_b64()",
+            ));
+        }
+        let inner = self.inner()?;
+        if let Ok(bytes) = data.cast::<PyBytes>() {
+            // Bytes are immutable and `data` keeps them alive, so the slice
+            // stays valid while other threads run.
+            let slice = bytes.as_bytes();
+            let result = if slice.len() >= DETACH_AT {
+                py.detach(|| inner.write_b64(slice))
+            } else {
+                inner.write_b64(slice)
+            };
+            result.map_err(to_pyerr)?;
+            return Ok(slice.len());
+        }
+        // bytearray or memoryview: mutable from Python, so copy before releasing the GIL.
+        let owned = py.get_type::<PyBytes>().call1((data,))?;
+        let slice = owned.cast::<PyBytes>()?.as_bytes();
+        py.detach(|| inner.write_b64(slice)).map_err(to_pyerr)?;
+        Ok(slice.len())
+    }
+
+    /// Closes the base64 value with its final line break.
+    fn end_b64(&mut self) -> PyResult<()> {
+        if !self.in_b64 {
+            return Err(PyValueError::new_err("end_b64() without begin_b64()"));
+        }
+        self.in_b64 = false;
+        self.inner()?.end_b64_string().map_err(to_pyerr)
+    }
+
+    /// Replaces the target with what was written: fsync, rename, fsync the directory.
+    fn commit(&mut self, py: Python<'_>) -> PyResult<()> {
+        let inner = self
+            .inner
+            .take()
+            .ok_or_else(|| PyValueError::new_err("the writer is already committed or aborted"))?;
+        py.detach(|| inner.commit()).map_err(to_pyerr)
+    }
+
+    /// Removes the temp file; the target is untouched. Idempotent.
+    fn abort(&mut self) {
+        // Dropping the core writer removes its temp file.
+        self.inner = None;
+    }
+}
+
+/// Starts an atomic write of `path`.
+#[pyfunction]
+pub fn open_writer(py: Python<'_>, path: PathBuf, fsync: bool) -> PyResult<NativeEnvelopeWriter> {
+    let inner = py
+        .detach(|| EnvelopeWriter::create(&path, fsync))
+        .map_err(to_pyerr)?;
+    Ok(NativeEnvelopeWriter {
+        inner: Some(inner),
+        in_b64: false,
+    })
+}
