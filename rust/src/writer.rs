@@ -66,6 +66,21 @@ impl NativeEnvelopeWriter {
         py.detach(|| inner.write_raw(&out)).map_err(to_pyerr)
     }
 
+    /// Appends the JSON text the reference writes for `value` (under top-level `key`).
+    fn write_json(
+        &mut self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let text = py
+            .import("jobpersist._conversion")?
+            .getattr("to_json_text")?
+            .call1((key, value))?;
+        let text = text.cast::<PyBytes>()?.as_bytes();
+        self.inner()?.write_raw(text).map_err(to_pyerr)
+    }
+
     /// Opens a JSON string holding `base64.encodebytes` of what is written next.
     fn begin_b64(&mut self) -> PyResult<()> {
         if self.in_b64 {

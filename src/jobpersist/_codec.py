@@ -7,11 +7,9 @@ Python) implement it with identical output; ``JOBPERSIST_BACKEND=native|python``
 from __future__ import annotations
 
 import os
-from typing import Any, Protocol, Union
+from typing import Any, Protocol
 
-
-
-Buffer = Union[bytes, bytearray, memoryview]
+Buffer = bytes | bytearray | memoryview
 
 
 class EnvelopeWriter(Protocol):
@@ -28,6 +26,14 @@ class EnvelopeWriter(Protocol):
 
     def write_str(self, value: str) -> None:
         """Appends ``value`` as a JSON string (``ensure_ascii`` escapes)."""
+
+    def write_json(self, key: Any, value: Any) -> None:
+        """Appends the JSON text the reference writes for ``value`` (under top-level ``key``).
+
+        Raises:
+            TypeError: If the value has no JSON form (the message names its key path).
+            ValueError: On a circular reference or nesting deeper than the limit.
+        """
 
     def begin_b64(self) -> None:
         """Opens a JSON string that will hold ``base64.encodebytes`` of the bytes written."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import json
 import re
 import uuid
 from collections import deque
@@ -28,8 +29,9 @@ _JSON_KEY_TYPES = (str, int, float, bool, type(None))
 # Containers the reference's ``.dict()`` rebuilds with ``type(v)(items)``.
 _SEQUENCES = (list, tuple, set, frozenset, GeneratorType, deque)
 
-# Nesting deeper than this is refused before Python's own recursion limit is near.
-MAX_DEPTH = 900
+# Nesting deeper than this is refused (by both backends) well before Python's recursion
+# limit; the reference itself fails near 495 levels.
+MAX_DEPTH = 512
 
 
 def _decimal(value: Decimal) -> int | float:
@@ -94,9 +96,10 @@ def _is_namedtuple(cls: type) -> bool:
 class _Walker:
     """Converts one value; ``stack`` holds the ids of the containers being walked."""
 
-    def __init__(self, top_key: Any) -> None:
-        self.path: list[Any] = [top_key]
+    def __init__(self, path: list[Any], depth: int = 0) -> None:
+        self.path = path
         self.stack: set[int] = set()
+        self.base_depth = depth
 
     def fail(self, obj: Any, detail: str) -> TypeError:
         return TypeError(
@@ -108,7 +111,7 @@ class _Walker:
     def enter(self, obj: Any) -> None:
         if id(obj) in self.stack:
             raise ValueError(f"Circular reference detected at {_path_text(self.path)}")
-        if len(self.stack) >= MAX_DEPTH:
+        if self.base_depth + len(self.stack) >= MAX_DEPTH:
             raise ValueError(
                 f"Data nested deeper than {MAX_DEPTH} levels at {_path_text(self.path[:3])}... "
                 "cannot be persisted as plaintext JSON."
@@ -163,16 +166,14 @@ class _Walker:
             rebuilt = cls(*items) if _is_namedtuple(cls) else cls(items)
         except Exception as exc:
             raise self.fail(obj, f"its type cannot be rebuilt from its items ({exc})") from exc
-        if isinstance(rebuilt, (set, frozenset, deque)):
-            # pydantic_encoder writes these as lists, in the rebuilt container's order.
-            return list(rebuilt)
-        return rebuilt
+        # Written as a list either way, in the rebuilt container's order (sets!).
+        return list(rebuilt)
 
     def walk_default(self, obj: Any) -> Any:
         self.enter(obj)
         try:
             converted = convert_default(obj)
-        except _Unconvertible as exc:
+        except _Unconvertible:
             raise self.fail(obj, "no conversion to JSON exists for this type") from None
         except (TypeError, ValueError) as exc:
             raise self.fail(obj, f"its conversion failed ({type(exc).__name__}: {exc})") from exc
@@ -185,17 +186,26 @@ def to_json_native(key: Any, value: Any) -> Any:
     """Converts ``value`` (stored under ``key``) to what the reference's encoder writes.
 
     Returns:
-        Any: Built of dict, list, str, int, float, bool and None (and their subclasses),
-        ready for ``json.dumps``.
+        Any: Built of exact dicts and lists, and of str, int, float, bool and None (or their
+        subclasses, which json.dumps writes as their base type), ready for ``json.dumps``.
 
     Raises:
         TypeError: If a value or a nested key has no JSON form; the message names its path.
         ValueError: On a circular reference or nesting deeper than ``MAX_DEPTH``.
     """
+    return convert_subtree([key], 0, value)
+
+
+def convert_subtree(path: list[Any], depth: int, value: Any) -> Any:
+    """``to_json_native`` for a value found at ``path``, ``depth`` containers down.
+
+    The native encoder calls this for every object it does not write itself (containers
+    of subclassed types, sets, datetimes, ...), so both backends convert alike.
+    """
     try:
-        return _Walker(key).walk(value)
+        return _Walker(list(path), depth).walk(value)
     except RecursionError as exc:
-        raise ValueError(f"Data under key {key!r} is nested too deeply to persist.") from exc
+        raise ValueError(f"Data at {_path_text(path)} is nested too deeply to persist.") from exc
 
 
 def coerce_key(key: Any) -> str:
@@ -221,3 +231,17 @@ def coerce_keys(data: dict[Any, Any]) -> dict[str, Any]:
     if all(type(k) is str for k in data):
         return data
     return {coerce_key(k): v for k, v in data.items()}
+
+
+def to_json_text(key: Any, value: Any) -> bytes:
+    """The JSON text the reference writes for ``value``, stored under top-level ``key``.
+
+    Raises:
+        TypeError: If a value or a nested key has no JSON form; the message names its path.
+        ValueError: On a circular reference or nesting deeper than ``MAX_DEPTH``.
+    """
+    native = to_json_native(key, value)
+    try:
+        return json.dumps(native).encode("ascii")
+    except RecursionError as exc:
+        raise ValueError(f"Data under key {key!r} is nested too deeply to persist.") from exc

@@ -13,14 +13,16 @@ from typing import Any
 import orjson
 
 from jobpersist import _codec
-from jobpersist._conversion import to_json_native
 from jobpersist._format import PersistedJobDataFormat
 
 SCHEMA_NAME = "braket.jobs_data.persisted_job_data"
 SCHEMA_VERSION = "1"
 _HEAD = (
-    b'{"braketSchemaHeader": {"name": "' + SCHEMA_NAME.encode() + b'", "version": "'
-    + SCHEMA_VERSION.encode() + b'"}, "dataDictionary": {'
+    b'{"braketSchemaHeader": {"name": "'
+    + SCHEMA_NAME.encode()
+    + b'", "version": "'
+    + SCHEMA_VERSION.encode()
+    + b'"}, "dataDictionary": {'
 )
 
 
@@ -31,7 +33,7 @@ class RawPickled:
     content in the file's bytes) holds it.
     """
 
-    __slots__ = ("text", "data", "start", "end")
+    __slots__ = ("data", "end", "start", "text")
 
     def __init__(
         self, text: str | None = None, data: bytes = b"", start: int = 0, end: int = 0
@@ -85,21 +87,12 @@ def write_envelope(
                 pickler.clear_memo()
                 writer.end_b64()
             else:
-                writer.write_raw(dump_plaintext(key, value))
+                writer.write_json(key, value)
         writer.write_raw(b'}, "dataFormat": "' + data_format.value.encode() + b'"}')
     except BaseException:
         writer.abort()
         raise
     writer.commit()
-
-
-def dump_plaintext(key: Any, value: Any) -> bytes:
-    """The JSON text the reference writes for ``value``, stored under ``key``."""
-    native = to_json_native(key, value)
-    try:
-        return json.dumps(native).encode("ascii")
-    except RecursionError as exc:
-        raise ValueError(f"Data under key {key!r} is nested too deeply to persist.") from exc
 
 
 # An integer literal that orjson would turn into a float (beyond 64 bits): such a file takes

@@ -12,10 +12,8 @@ def get_job_name() -> str:
 
 
 def get_checkpoint_dir() -> str:
-    """The checkpoint directory: ``AMZN_BRAKET_CHECKPOINT_DIR``, else ``CHECKPOINT_DIR``, else ``.``."""
-    return (
-        os.environ.get("AMZN_BRAKET_CHECKPOINT_DIR") or os.environ.get("CHECKPOINT_DIR") or "."
-    )
+    """The checkpoint dir: ``AMZN_BRAKET_CHECKPOINT_DIR``, else ``CHECKPOINT_DIR``, else ``.``."""
+    return os.environ.get("AMZN_BRAKET_CHECKPOINT_DIR") or os.environ.get("CHECKPOINT_DIR") or "."
 
 
 def get_results_dir() -> str:

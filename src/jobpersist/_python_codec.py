@@ -4,12 +4,19 @@ oracle the Rust codec is tested against. Same interface, same bytes."""
 from __future__ import annotations
 
 import base64
+import binascii
 import json
+import sys
+from typing import Any
 
 from jobpersist._atomic import AtomicFile
+from jobpersist._conversion import to_json_text
 
 # Write to the file in pieces of about this size, so memory stays bounded by the largest value.
 _FLUSH_AT = 1 << 20
+# encodebytes' input per line, and the piece of a large value encoded at a time.
+_LINE_BYTES = 57
+_CHUNK = _LINE_BYTES * 16384
 
 
 class PyEnvelopeWriter:
@@ -19,7 +26,7 @@ class PyEnvelopeWriter:
         self._file = AtomicFile(path, fsync)
         self._pending: list[bytes] = []
         self._pending_size = 0
-        self._b64: list[bytes] | None = None
+        self._carry: bytearray | None = None
 
     def _append(self, data: bytes) -> None:
         self._pending.append(data)
@@ -42,25 +49,45 @@ class PyEnvelopeWriter:
     def write_str(self, value: str) -> None:
         self._append(json.dumps(value).encode("ascii"))
 
+    def write_json(self, key: Any, value: Any) -> None:
+        self._append(to_json_text(key, value))
+
     def begin_b64(self) -> None:
-        self._b64 = []
+        if self._carry is not None:
+            raise ValueError("begin_b64() inside an open base64 value")
+        self._append(b'"')
+        self._carry = bytearray()
+
+    def _encode(self, chunk: bytes | bytearray | memoryview) -> None:
+        # A whole number of 57-byte lines encodes to whole lines: the same text encodebytes
+        # gives for the entire value. Its newlines become the JSON string's two-char escapes.
+        self._append(base64.encodebytes(chunk).replace(b"\n", b"\\n"))
 
     def write(self, data: bytes | bytearray | memoryview, /) -> int:
-        if self._b64 is None:
+        carry = self._carry
+        if carry is None:
             raise ValueError("write() outside begin_b64()/end_b64()")
-        self._b64.append(bytes(data))
-        return len(data)
+        view = memoryview(data).cast("B")
+        size = len(view)
+        if carry:
+            take = min(size, -len(carry) % _LINE_BYTES)
+            carry += view[:take]
+            view = view[take:]
+            if len(carry) % _LINE_BYTES == 0:
+                self._encode(carry)
+                carry.clear()
+        whole = len(view) // _LINE_BYTES * _LINE_BYTES
+        for offset in range(0, whole, _CHUNK):
+            self._encode(view[offset : min(offset + _CHUNK, whole)])
+        carry += view[whole:]
+        return size
 
     def end_b64(self) -> None:
-        if self._b64 is None:
+        if self._carry is None:
             raise ValueError("end_b64() without begin_b64()")
-        payload = b"".join(self._b64)
-        self._b64 = None
-        # encodebytes' newlines become the two characters the JSON string holds.
-        text = base64.encodebytes(payload).replace(b"\n", b"\\n")
-        self._append(b'"')
-        self._flush()
-        self._file.write(text)
+        if self._carry:
+            self._encode(self._carry)
+        self._carry = None
         self._append(b'"')
 
     def commit(self) -> None:
@@ -77,9 +104,77 @@ def open_writer(path: str, fsync: bool) -> PyEnvelopeWriter:
     return PyEnvelopeWriter(path, fsync)
 
 
+_HEAD = (
+    b'{"braketSchemaHeader": {"name": "braket.jobs_data.persisted_job_data", '
+    b'"version": "1"}, "dataDictionary": {'
+)
+_TAIL = b'}, "dataFormat": "pickled_v4"}'
+
+
+def _string_end(data: bytes, start: int) -> int:
+    end = data.find(b'"', start)
+    # An escaped quote (or a `\\"` pair, rare) is left to the full parser.
+    if end < 0 or (end > start and data[end - 1] == 0x5C):
+        return -1
+    return end
+
+
+def _decode_key(raw: bytes) -> str:
+    if b"\\" not in raw:
+        return raw.decode("utf-8")  # UnicodeDecodeError is a ValueError, as json's would be
+    result = json.loads(b'"' + raw + b'"')
+    assert isinstance(result, str)
+    return result
+
+
 def scan_pickled(data: bytes) -> tuple[list[str], list[tuple[int, int]]] | None:
-    """No fast path here: the caller parses the whole file."""
-    return None
+    """Keys and value spans of a canonical pickled envelope, or None for any other layout.
+
+    The layout accepted is exactly what ``json.dumps`` writes (see the Rust scanner, which
+    accepts the same files); the caller parses anything else in full.
+    """
+    if not data.startswith(_HEAD):
+        return None
+    pos = len(_HEAD)
+    keys: list[str] = []
+    spans: list[tuple[int, int]] = []
+    if not data.startswith(_TAIL, pos):
+        while True:
+            if data[pos : pos + 1] != b'"':
+                return None
+            key_end = _string_end(data, pos + 1)
+            if key_end < 0 or any(b < 0x20 for b in data[pos + 1 : key_end]):
+                return None
+            raw_key = data[pos + 1 : key_end]
+            if not data.startswith(b': "', key_end + 1):
+                return None
+            value_start = key_end + 4
+            value_end = _string_end(data, value_start)
+            if value_end < 0:
+                return None
+            keys.append(_decode_key(raw_key))
+            spans.append((value_start, value_end))
+            pos = value_end + 1
+            if data.startswith(b", ", pos):
+                pos += 2
+            elif data.startswith(_TAIL, pos):
+                break
+            else:
+                return None
+    if data[pos + len(_TAIL) :].strip(b" \t\n\r"):
+        return None
+    return keys, spans
+
+
+if sys.version_info >= (3, 11):
+
+    def _strict_b64decode(text: bytes) -> bytes:
+        return binascii.a2b_base64(text, strict_mode=True)
+
+else:  # pragma: no cover - strict_mode is new in 3.11
+
+    def _strict_b64decode(text: bytes) -> bytes:
+        return base64.b64decode(text, validate=True)
 
 
 def decode_span(data: bytes, start: int, end: int) -> bytes:
@@ -89,5 +184,7 @@ def decode_span(data: bytes, start: int, end: int) -> bytes:
         ValueError: For anything but strict base64 with ``\\n`` or ``\\r\\n`` escapes; the
             caller then decodes the value on the exact path.
     """
-    text = data[start:end].replace(b"\\r\\n", b"").replace(b"\\n", b"")
-    return base64.b64decode(text, validate=True)
+    raw = data[start:end]
+    if b"\\r" in raw:
+        raw = raw.replace(b"\\r\\n", b"")
+    return _strict_b64decode(raw.replace(b"\\n", b""))

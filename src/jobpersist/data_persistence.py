@@ -185,7 +185,7 @@ def _decode_file(data: bytes, allow_pickle: bool) -> dict[str, Any]:
         require_pickle_allowed(allow_pickle)
         return {
             key: unpickle_value(key, _decode_span(key, data, start, end))
-            for key, (start, end) in zip(keys, spans)
+            for key, (start, end) in zip(keys, spans, strict=True)
         }
     data_format, dictionary = parse_envelope(data)
     if data_format is PersistedJobDataFormat.PICKLED_V4:
@@ -218,7 +218,7 @@ def _read_existing_results(
         keys, spans = scanned
         return PersistedJobDataFormat.PICKLED_V4, {
             key: RawPickled(data=data, start=start, end=end)
-            for key, (start, end) in zip(keys, spans)
+            for key, (start, end) in zip(keys, spans, strict=True)
         }
     data_format, dictionary = parse_envelope(data)
     if data_format is PersistedJobDataFormat.PICKLED_V4:

@@ -106,7 +106,5 @@ def deserialize_values(
     """
     if coerce_format(data_format) is PersistedJobDataFormat.PICKLED_V4:
         require_pickle_allowed(allow_pickle)
-        return {
-            k: unpickle_value(k, decode_pickled_text(k, v)) for k, v in data_dictionary.items()
-        }
+        return {k: unpickle_value(k, decode_pickled_text(k, v)) for k, v in data_dictionary.items()}
     return data_dictionary

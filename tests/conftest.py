@@ -1,0 +1,378 @@
+"""Shared fixtures of the jobpersist test suite.
+
+* ``backend``: runs a test once per codec ("native", "python"). The native leg FAILS when the
+  compiled ``jobpersist._native`` cannot be imported, unless ``JOBPERSIST_BACKEND=python`` is
+  set explicitly (a pure-Python run), in which case it is skipped.
+* ``job_env``: the job's environment variables pointing at fresh temp directories.
+* ``twin``: runs the same operation through jobpersist and through the reference
+  (``braket.jobs.data_persistence``), each in its own directories, and compares the outcome
+  and the bytes of every file written.
+* ``JOBPERSIST_FSYNC=0`` for every test (fsync itself is tested by overriding it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib
+import math
+import os
+import pickle
+from collections import deque
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+import jobpersist
+from jobpersist import _codec
+
+# --------------------------------------------------------------------------------------------
+# Hypothesis profiles: modest example counts, no deadline, derandomized (deterministic).
+# --------------------------------------------------------------------------------------------
+_COMMON = dict(
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+settings.register_profile("default", max_examples=80, **_COMMON)
+settings.register_profile("ci", max_examples=120, print_blob=True, **_COMMON)
+settings.register_profile("quick", max_examples=20, **_COMMON)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+BACKENDS = ("native", "python")
+ENV_KEYS = (
+    "AMZN_BRAKET_CHECKPOINT_DIR",
+    "AMZN_BRAKET_JOB_NAME",
+    "AMZN_BRAKET_JOB_RESULTS_DIR",
+    "CHECKPOINT_DIR",
+    "JOB_NAME",
+)
+JOB_NAME = "test-job"
+
+
+def python_only_run() -> bool:
+    """True when the run explicitly asked for the pure-Python backend only."""
+    return os.environ.get("JOBPERSIST_BACKEND", "").strip().lower() == "python"
+
+
+def native_available() -> bool:
+    try:
+        importlib.import_module("jobpersist._native")
+    except ImportError:
+        return False
+    return True
+
+
+def require_backend(name: str) -> None:
+    """Fails (or, on an explicit pure-Python run, skips) when ``name`` cannot be used."""
+    if name == "native" and not native_available():
+        if python_only_run():
+            pytest.skip("JOBPERSIST_BACKEND=python: the native leg is skipped")
+        pytest.fail(
+            "the compiled module jobpersist._native cannot be imported; set "
+            "JOBPERSIST_BACKEND=python to run the pure-Python backend only",
+            pytrace=False,
+        )
+
+
+@pytest.fixture(autouse=True)
+def _no_fsync(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Speed: skip fsyncs everywhere (renames stay atomic). Tests of fsync override it."""
+    monkeypatch.setenv("JOBPERSIST_FSYNC", "0")
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Switches jobpersist to one codec for the test; restores the previous one after."""
+    name = request.param
+    require_backend(name)
+    previous = (_codec.BACKEND, _codec.CODEC)
+    _codec.use(name)
+    try:
+        yield name
+    finally:
+        _codec.BACKEND, _codec.CODEC = previous
+
+
+def child_env(backend: str | None = None, **extra: str) -> dict[str, str]:
+    """An environment for a subprocess that imports the jobpersist this process imported."""
+    env = dict(os.environ)
+    package_root = str(Path(jobpersist.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [package_root] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
+    )
+    env.pop("JOBPERSIST_BACKEND", None)
+    if backend is not None:
+        env["JOBPERSIST_BACKEND"] = backend
+    env.setdefault("JOBPERSIST_FSYNC", "0")
+    env.update(extra)
+    return env
+
+
+# --------------------------------------------------------------------------------------------
+# The job environment
+# --------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class JobEnv:
+    checkpoint_dir: Path
+    results_dir: Path
+    job_name: str
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.checkpoint_dir / f"{self.job_name}.json"
+
+    def checkpoint_file(self, suffix: str = "") -> Path:
+        name = f"{self.job_name}_{suffix}.json" if suffix else f"{self.job_name}.json"
+        return self.checkpoint_dir / name
+
+    @property
+    def results_path(self) -> Path:
+        return self.results_dir / "results.json"
+
+
+@pytest.fixture
+def job_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> JobEnv:
+    checkpoint_dir = tmp_path / "checkpoints"
+    results_dir = tmp_path / "results"
+    checkpoint_dir.mkdir()
+    results_dir.mkdir()
+    for key in ("CHECKPOINT_DIR", "JOB_NAME"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AMZN_BRAKET_CHECKPOINT_DIR", str(checkpoint_dir))
+    monkeypatch.setenv("AMZN_BRAKET_JOB_NAME", JOB_NAME)
+    monkeypatch.setenv("AMZN_BRAKET_JOB_RESULTS_DIR", str(results_dir))
+    return JobEnv(checkpoint_dir, results_dir, JOB_NAME)
+
+
+@contextlib.contextmanager
+def environ(**values: str | None) -> Iterator[None]:
+    """Sets (or with None, removes) environment variables, restoring them after."""
+    saved = {key: os.environ.get(key) for key in values}
+    try:
+        for key, value in values.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+# --------------------------------------------------------------------------------------------
+# Comparing values: NaN-aware, -0.0-aware, type-aware, identity-blind.
+# --------------------------------------------------------------------------------------------
+def canon(value: Any, _active: frozenset[int] = frozenset()) -> Any:
+    """A hashable, comparable form of ``value``; equal forms mean equal loads.
+
+    NaN-aware (NaN equals NaN), -0.0-aware, type-aware, blind to object identity, and safe
+    on cycles.
+    """
+    cls = type(value)
+    if cls is float:
+        return ("float", value.hex() if not math.isnan(value) else "nan")
+    if isinstance(value, (dict, list, tuple, deque, set, frozenset)):
+        if id(value) in _active:
+            return ("<cycle>",)
+        active = _active | {id(value)}
+        if isinstance(value, dict):
+            items = tuple((canon(k, active), canon(v, active)) for k, v in value.items())
+            return (cls.__qualname__, items)
+        if isinstance(value, (set, frozenset)):
+            return (cls.__qualname__, tuple(sorted(repr(canon(v, active)) for v in value)))
+        return (cls.__qualname__, tuple(canon(v, active) for v in value))
+    if type(value).__module__ == "numpy" and hasattr(value, "tobytes"):
+        return ("numpy", cls.__qualname__, str(value.dtype), value.shape, value.tobytes())
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return (
+            cls.__qualname__,
+            tuple((f.name, canon(getattr(value, f.name), _active)) for f in dataclasses.fields(value)),
+        )
+    return (cls.__module__, cls.__qualname__, repr(value))
+
+
+def pickle_stable(value: Any) -> bool:
+    """Whether pickling the unpickled pickle of ``value`` gives the same bytes.
+
+    The reference re-pickles old results on a merge, jobpersist copies them: both files are
+    byte-identical only for values whose pickles survive a round trip.
+    """
+    try:
+        first = pickle.dumps(value, protocol=4)
+        return pickle.dumps(pickle.loads(first), protocol=4) == first
+    except Exception:
+        return True
+
+
+# --------------------------------------------------------------------------------------------
+# Differential runs against the reference
+# --------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class Api:
+    """One implementation: the module whose functions run, and its format enum."""
+
+    name: str
+    mod: ModuleType
+    Format: Any
+
+    def __getattr__(self, item: str) -> Any:
+        return getattr(self.mod, item)
+
+
+def ours_api() -> Api:
+    return Api("ours", jobpersist, jobpersist.PersistedJobDataFormat)
+
+
+def reference_api() -> Api:
+    from braket.jobs import data_persistence
+    from braket.jobs_data import PersistedJobDataFormat
+
+    return Api("reference", data_persistence, PersistedJobDataFormat)
+
+
+@dataclasses.dataclass
+class Outcome:
+    ok: bool
+    value: Any = None
+    error: BaseException | None = None
+
+
+def _call(fn: Callable[[Api], Any], api: Api) -> Outcome:
+    try:
+        return Outcome(True, value=fn(api))
+    except Exception as exc:  # noqa: BLE001 - compared by the caller
+        return Outcome(False, error=exc)
+
+
+def snapshot(*directories: Path) -> dict[str, bytes]:
+    """Every file under the directories, by relative path (prefixed by the directory role)."""
+    files: dict[str, bytes] = {}
+    for directory in directories:
+        for path in sorted(directory.rglob("*")):
+            if path.is_file():
+                files[f"{directory.name}/{path.relative_to(directory)}"] = path.read_bytes()
+    return files
+
+
+# The reference's exception and what jobpersist documents in its place.
+def expected_error_class(reference_error: BaseException) -> type[BaseException]:
+    if isinstance(reference_error, RecursionError):
+        return ValueError  # documented: nesting too deep / circular -> ValueError
+    for cls in (FileNotFoundError, RuntimeError, TypeError, ValueError, OSError):
+        if isinstance(reference_error, cls):
+            return cls
+    return type(reference_error)
+
+
+class Twin:
+    """Two job environments, one per implementation, driven through the same steps."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.count = 0
+        self.ours = ours_api()
+        self.reference = reference_api()
+        self.reset()
+
+    def reset(self) -> None:
+        """Fresh, empty directories for both sides."""
+        self.count += 1
+        base = self.root / f"twin{self.count}"
+        self.dirs: dict[str, tuple[Path, Path]] = {}
+        for side in ("ours", "reference"):
+            checkpoints = base / side / "checkpoints"
+            results = base / side / "results"
+            checkpoints.mkdir(parents=True)
+            results.mkdir(parents=True)
+            self.dirs[side] = (checkpoints, results)
+
+    def env(self, side: str) -> contextlib.AbstractContextManager[None]:
+        checkpoints, results = self.dirs[side]
+        return environ(
+            AMZN_BRAKET_CHECKPOINT_DIR=str(checkpoints),
+            AMZN_BRAKET_JOB_NAME=JOB_NAME,
+            AMZN_BRAKET_JOB_RESULTS_DIR=str(results),
+            CHECKPOINT_DIR=None,
+            JOB_NAME=None,
+        )
+
+    def files(self, side: str) -> dict[str, bytes]:
+        return snapshot(*self.dirs[side])
+
+    def run(self, side: str, fn: Callable[[Api], Any], api: Api | None = None) -> Outcome:
+        with self.env(side):
+            return _call(fn, api or (self.ours if side == "ours" else self.reference))
+
+    def step(self, fn: Callable[[Api], Any], *, match_message: bool = False) -> Outcome:
+        """Runs ``fn`` on both sides and asserts the same outcome and the same files.
+
+        When both fail, jobpersist must have left its files untouched (atomicity), and the
+        reference side is resynchronised from ours (the reference may have truncated its file).
+        """
+        before = self.files("ours")
+        ours = self.run("ours", fn)
+        reference = self.run("reference", fn)
+        if ours.ok and reference.ok:
+            assert self.files("ours") == self.files("reference")
+            assert canon(ours.value) == canon(reference.value)
+            return ours
+        if not ours.ok and not reference.ok:
+            assert reference.error is not None and ours.error is not None
+            expected = expected_error_class(reference.error)
+            assert isinstance(ours.error, expected), (
+                f"reference raised {reference.error!r}, jobpersist raised {ours.error!r}"
+            )
+            if match_message:
+                assert str(ours.error) == str(reference.error)
+            assert self.files("ours") == before, "a failed jobpersist call changed files"
+            self.resync()
+            return ours
+        raise AssertionError(
+            f"outcomes differ: jobpersist {'returned' if ours.ok else 'raised'} "
+            f"{ours.value if ours.ok else ours.error!r}; reference "
+            f"{'returned' if reference.ok else 'raised'} "
+            f"{reference.value if reference.ok else reference.error!r}"
+        )
+
+    def cross(self, fn: Callable[[Api], Any]) -> None:
+        """Each implementation reads what the other wrote: the outcomes must agree."""
+        ours_reads_reference = self.run("reference", fn, self.ours)
+        reference_reads_ours = self.run("ours", fn, self.reference)
+        ours_reads_ours = self.run("ours", fn, self.ours)
+        reference_reads_reference = self.run("reference", fn, self.reference)
+        for a, b in (
+            (ours_reads_reference, reference_reads_reference),
+            (reference_reads_ours, ours_reads_ours),
+        ):
+            assert a.ok == b.ok, (a, b)
+            if a.ok:
+                assert canon(a.value) == canon(b.value)
+
+    def resync(self) -> None:
+        """Makes the reference's directories a copy of ours."""
+        for ours_dir, reference_dir in zip(self.dirs["ours"], self.dirs["reference"]):
+            for path in list(reference_dir.iterdir()):
+                path.unlink()
+            for path in ours_dir.iterdir():
+                (reference_dir / path.name).write_bytes(path.read_bytes())
+
+
+@pytest.fixture
+def twin(tmp_path: Path) -> Twin:
+    return Twin(tmp_path)
+
+
+def temp_leftovers(directory: Path) -> list[str]:
+    """jobpersist's temp files (``.<name>.jptmp.<pid>.<random>``) in ``directory``."""
+    return sorted(p.name for p in directory.iterdir() if ".jptmp." in p.name)
+
