@@ -4,6 +4,7 @@
 //! byte the module writes or decodes is produced by the pyo3-free core.
 
 mod errors;
+mod plaintext;
 mod reader;
 mod writer;
 
@@ -13,7 +14,8 @@ use pyo3::prelude::*;
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<writer::NativeEnvelopeWriter>()?;
     m.add_function(wrap_pyfunction!(writer::open_writer, m)?)?;
-    m.add_function(wrap_pyfunction!(reader::scan_pickled, m)?)?;
-    m.add_function(wrap_pyfunction!(reader::decode_span, m)?)?;
+    m.add_function(wrap_pyfunction!(writer::encode_json, m)?)?;
+    m.add_class::<reader::NativeFileData>()?;
+    m.add_function(wrap_pyfunction!(reader::read_file, m)?)?;
     Ok(())
 }

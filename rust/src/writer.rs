@@ -73,12 +73,10 @@ impl NativeEnvelopeWriter {
         key: &Bound<'_, PyAny>,
         value: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
-        let text = py
-            .import("jobpersist._conversion")?
-            .getattr("to_json_text")?
-            .call1((key, value))?;
-        let text = text.cast::<PyBytes>()?.as_bytes();
-        self.inner()?.write_raw(text).map_err(to_pyerr)
+        let inner = self.inner()?;
+        crate::plaintext::encode(py, key, value, |chunk| {
+            py.detach(|| inner.write_raw(chunk)).map_err(to_pyerr)
+        })
     }
 
     /// Opens a JSON string holding `base64.encodebytes` of what is written next.
@@ -143,6 +141,21 @@ impl NativeEnvelopeWriter {
         // Dropping the core writer removes its temp file.
         self.inner = None;
     }
+}
+
+/// The JSON text the reference writes for `value` (under top-level `key`).
+#[pyfunction]
+pub fn encode_json<'py>(
+    py: Python<'py>,
+    key: &Bound<'py, PyAny>,
+    value: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let mut text = Vec::new();
+    crate::plaintext::encode(py, key, value, |chunk| {
+        text.extend_from_slice(chunk);
+        Ok(())
+    })?;
+    Ok(PyBytes::new(py, &text).into_any())
 }
 
 /// Starts an atomic write of `path`.

@@ -51,23 +51,45 @@ class EnvelopeWriter(Protocol):
         """Removes the temp file, leaving the target as it was."""
 
 
+class FileData(Protocol):
+    """One file's bytes, read once."""
+
+    def scan_pickled(self) -> tuple[list[str], list[tuple[int, int]]] | None:
+        """Fast path for a canonical pickled envelope: its keys and the spans of their values.
+
+        Returns None for any other layout; the caller then parses ``bytes()`` in full.
+        """
+
+    def decode_values(self, spans: list[tuple[int, int]]) -> list[bytes]:
+        """The bytes held by the wrapped base64 of each span; consumes the file data.
+
+        Raises:
+            ValueError: For anything but strict base64 with ``\\n`` (or ``\\r\\n``)
+                escapes; the caller then re-reads the file and takes the exact path.
+        """
+
+    def bytes(self) -> bytes:
+        """The whole file."""
+
+
 class Codec(Protocol):
     """What each backend provides."""
+
+    def encode_json(self, key: Any, value: Any) -> bytes:
+        """The JSON text the reference writes for ``value`` (under top-level ``key``)."""
 
     def open_writer(self, path: str, fsync: bool) -> EnvelopeWriter:
         """Starts an atomic write of ``path``."""
 
-    def scan_pickled(self, data: bytes) -> tuple[list[str], list[tuple[int, int]]] | None:
-        """Fast path for a canonical pickled envelope: its keys and the spans of their values.
+    def read_file(self, path: str) -> FileData:
+        """Reads the file at ``path``.
 
-        Returns None when ``data`` is anything else; the caller then parses it in full.
+        Raises:
+            OSError: If it cannot be read (FileNotFoundError when it does not exist).
         """
 
-    def decode_span(self, data: bytes, start: int, end: int) -> bytes:
-        """Decodes the wrapped base64 in ``data[start:end]`` (raw JSON string content)."""
 
-
-def _select() -> tuple[str, Any]:
+def _select() -> tuple[str, Codec]:
     forced = os.environ.get("JOBPERSIST_BACKEND", "").strip().lower()
     if forced not in ("", "native", "python"):
         raise ImportError(
@@ -90,16 +112,23 @@ def _select() -> tuple[str, Any]:
     return "python", _python_codec
 
 
+BACKEND: str
+CODEC: Codec
 BACKEND, CODEC = _select()
 
 
 def use(name: str) -> None:
     """Switches the codec in use (for tests and benchmarks comparing backends)."""
     global BACKEND, CODEC
+    codec: Codec
     if name == "native":
-        from jobpersist import _native as codec
+        from jobpersist import _native
+
+        codec = _native
     elif name == "python":
-        from jobpersist import _python_codec as codec  # type: ignore[no-redef]
+        from jobpersist import _python_codec
+
+        codec = _python_codec
     else:
         raise ValueError(f"unknown backend {name!r}")
     BACKEND, CODEC = name, codec

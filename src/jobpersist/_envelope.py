@@ -44,6 +44,24 @@ class RawPickled:
         self.end = end
 
 
+class PrePickled:
+    """A value already pickled (protocol 4) by the caller: only its base64 is written."""
+
+    __slots__ = ("payload",)
+
+    def __init__(self, payload: bytes) -> None:
+        self.payload = payload
+
+
+class PreEncodedJson:
+    """A value already encoded as the reference's JSON text: written as it is."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: bytes) -> None:
+        self.text = text
+
+
 def write_envelope(
     path: str,
     entries: Iterable[tuple[str, Any]],
@@ -52,8 +70,9 @@ def write_envelope(
 ) -> None:
     """Atomically writes the envelope holding ``entries`` (already-coerced keys) to ``path``.
 
-    Values are pickled when ``data_format`` is PICKLED_V4 (``RawPickled`` ones are copied),
-    converted as the reference converts them otherwise.
+    Values are pickled when ``data_format`` is PICKLED_V4, converted as the reference
+    converts them otherwise; ``RawPickled``, ``PrePickled`` and ``PreEncodedJson`` values are
+    already encoded (the caller matched them to ``data_format``).
 
     Raises:
         TypeError: If a plaintext value cannot be written as JSON.
@@ -76,7 +95,13 @@ def write_envelope(
                 writer.write_raw(b", ")
             first = False
             writer.write_key(key)
-            if isinstance(value, RawPickled):
+            if isinstance(value, PrePickled):
+                writer.begin_b64()
+                writer.write(value.payload)
+                writer.end_b64()
+            elif isinstance(value, PreEncodedJson):
+                writer.write_raw(value.text)
+            elif isinstance(value, RawPickled):
                 if value.text is not None:
                     writer.write_str(value.text)
                 else:
@@ -138,7 +163,7 @@ def _schema_dict(value: Any) -> dict[str, Any]:
                 "Invalid persisted job data: dataDictionary must be an object."
             ) from exc
     if all(type(k) is str for k in value):
-        return value
+        return dict(value)
     return {_schema_str(k, "a dataDictionary key"): v for k, v in value.items()}
 
 

@@ -99,6 +99,11 @@ class PyEnvelopeWriter:
         self._file.abort()
 
 
+def encode_json(key: Any, value: Any) -> bytes:
+    """The JSON text the reference writes for ``value`` (under top-level ``key``)."""
+    return to_json_text(key, value)
+
+
 def open_writer(path: str, fsync: bool) -> PyEnvelopeWriter:
     """Starts an atomic write of ``path``."""
     return PyEnvelopeWriter(path, fsync)
@@ -127,7 +132,18 @@ def _decode_key(raw: bytes) -> str:
     return result
 
 
-def scan_pickled(data: bytes) -> tuple[list[str], list[tuple[int, int]]] | None:
+if sys.version_info >= (3, 11):
+
+    def _strict_b64decode(text: bytes) -> bytes:
+        return binascii.a2b_base64(text, strict_mode=True)
+
+else:  # pragma: no cover - strict_mode is new in 3.11
+
+    def _strict_b64decode(text: bytes) -> bytes:
+        return base64.b64decode(text, validate=True)
+
+
+def _scan_pickled(data: bytes) -> tuple[list[str], list[tuple[int, int]]] | None:
     """Keys and value spans of a canonical pickled envelope, or None for any other layout.
 
     The layout accepted is exactly what ``json.dumps`` writes (see the Rust scanner, which
@@ -166,25 +182,32 @@ def scan_pickled(data: bytes) -> tuple[list[str], list[tuple[int, int]]] | None:
     return keys, spans
 
 
-if sys.version_info >= (3, 11):
-
-    def _strict_b64decode(text: bytes) -> bytes:
-        return binascii.a2b_base64(text, strict_mode=True)
-
-else:  # pragma: no cover - strict_mode is new in 3.11
-
-    def _strict_b64decode(text: bytes) -> bytes:
-        return base64.b64decode(text, validate=True)
-
-
-def decode_span(data: bytes, start: int, end: int) -> bytes:
-    """Decodes the wrapped base64 in ``data[start:end]``, whose line breaks are ``\\n`` escapes.
-
-    Raises:
-        ValueError: For anything but strict base64 with ``\\n`` or ``\\r\\n`` escapes; the
-            caller then decodes the value on the exact path.
-    """
+def _decode_span(data: bytes, start: int, end: int) -> bytes:
     raw = data[start:end]
     if b"\\r" in raw:
         raw = raw.replace(b"\\r\\n", b"")
     return _strict_b64decode(raw.replace(b"\\n", b""))
+
+
+class PyFileData:
+    """``FileData`` over a ``bytes`` object."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def scan_pickled(self) -> tuple[list[str], list[tuple[int, int]]] | None:
+        return _scan_pickled(self._data)
+
+    def decode_values(self, spans: list[tuple[int, int]]) -> list[bytes]:
+        data = self._data
+        self._data = b""
+        return [_decode_span(data, start, end) for start, end in spans]
+
+    def bytes(self) -> bytes:
+        return self._data
+
+
+def read_file(path: str) -> PyFileData:
+    """Reads the file at ``path``."""
+    with open(path, "rb") as f:
+        return PyFileData(f.read())

@@ -4,7 +4,6 @@ with atomic durable writes, merges that never unpickle, and names that stay insi
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -97,7 +96,7 @@ def load_job_checkpoint(
         RuntimeError: If data is in PICKLED_V4 format and allow_pickle is False.
     """
     path = checkpoint_path(job_name or get_job_name(), checkpoint_file_suffix)
-    return _decode_file(_read(path), allow_pickle)
+    return _load(path, allow_pickle)
 
 
 def load_job_result(
@@ -121,10 +120,9 @@ def load_job_result(
         ValueError: If the results file can't be deserialized (possibly due to corruption).
     """
     try:
-        data = _read(os.fspath(filename or results_path()))
+        return _load(os.fspath(filename or results_path()), allow_pickle)
     except FileNotFoundError:
         return {}
-    return _decode_file(data, allow_pickle)
 
 
 def save_job_result(
@@ -173,47 +171,44 @@ def save_job_result(
         )
 
 
-def _read(path: str) -> bytes:
-    with open(path, "rb") as f:
-        return f.read()
+def _load(path: str, allow_pickle: bool) -> dict[str, Any]:
+    file = _codec.CODEC.read_file(path)
+    scanned = file.scan_pickled()
+    if scanned is None:
+        return _decode_parsed(parse_envelope(file.bytes()), allow_pickle)
+    keys, spans = scanned
+    require_pickle_allowed(allow_pickle)
+    try:
+        payloads = file.decode_values(spans)
+    except ValueError:
+        # Valid JSON need not be strict base64 (other escapes, stray characters): the
+        # exact path decodes it as the reference does, or fails as it does.
+        del file
+        with open(path, "rb") as f:
+            return _decode_parsed(parse_envelope(f.read()), allow_pickle)
+    del file  # The file's memory goes before the values are unpickled.
+    return {key: unpickle_value(key, payload) for key, payload in zip(keys, payloads, strict=True)}
 
 
-def _decode_file(data: bytes, allow_pickle: bool) -> dict[str, Any]:
-    scanned = _codec.CODEC.scan_pickled(data)
-    if scanned is not None:
-        keys, spans = scanned
-        require_pickle_allowed(allow_pickle)
-        return {
-            key: unpickle_value(key, _decode_span(key, data, start, end))
-            for key, (start, end) in zip(keys, spans, strict=True)
-        }
-    data_format, dictionary = parse_envelope(data)
+def _decode_parsed(
+    parsed: tuple[PersistedJobDataFormat | str, dict[str, Any]], allow_pickle: bool
+) -> dict[str, Any]:
+    data_format, dictionary = parsed
     if data_format is PersistedJobDataFormat.PICKLED_V4:
         require_pickle_allowed(allow_pickle)
         return {k: unpickle_value(k, decode_pickled_text(k, v)) for k, v in dictionary.items()}
     return dictionary
 
 
-def _decode_span(key: str, data: bytes, start: int, end: int) -> bytes:
-    try:
-        return _codec.CODEC.decode_span(data, start, end)
-    except ValueError:
-        # Not strict base64 with plain line breaks: decode it exactly as the reference does.
-        try:
-            text = json.loads(b'"' + data[start:end] + b'"')
-        except ValueError as exc:
-            raise ValueError(f"The value of key {key!r} is not a valid JSON string.") from exc
-        return decode_pickled_text(key, text)
-
-
 def _read_existing_results(
     path: str,
 ) -> tuple[PersistedJobDataFormat | str, dict[str, Any]]:
     try:
-        data = _read(path)
+        file = _codec.CODEC.read_file(path)
     except FileNotFoundError:
         return PersistedJobDataFormat.PLAINTEXT, {}
-    scanned = _codec.CODEC.scan_pickled(data)
+    data = file.bytes()
+    scanned = file.scan_pickled()
     if scanned is not None:
         keys, spans = scanned
         return PersistedJobDataFormat.PICKLED_V4, {

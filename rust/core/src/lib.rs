@@ -13,12 +13,16 @@ mod base64_lines;
 mod envelope_scan;
 mod envelope_writer;
 mod error;
+mod float_repr;
+mod int_format;
 mod json_escape;
 
 pub use atomic_file::AtomicFile;
-pub use base64_decode::{decode, decode_into, decoded_len};
+pub use base64_decode::{decode, decode_in_place, decode_into, decoded_len};
 pub use base64_lines::{LineEncoder, LINE_CHARS, LINE_INPUT_BYTES};
 pub use envelope_scan::{scan_pickled, Entry, HEAD};
 pub use envelope_writer::EnvelopeWriter;
 pub use error::{Error, Result};
+pub use float_repr::{write_float_repr, write_json_float};
+pub use int_format::write_i64;
 pub use json_escape::{escape_code_points, escape_str};

@@ -1,0 +1,48 @@
+# The few commands a newcomer needs. Everything runs inside ./.venv, which `setup` makes.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+
+.PHONY: setup demo test test-rust test-python lint fmt bench clean
+
+$(VENV)/bin/python:
+	python3 -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+## setup: a venv with jobpersist built from source (release) and the test/dev tools
+setup: $(VENV)/bin/python
+	$(PIP) install --quiet -e '.[test,dev,bench]'
+
+## demo: set up, then save and load a big checkpoint with jobpersist and the reference
+demo: setup
+	$(PY) examples/checkpoint_demo.py
+
+## test: set up, then the Rust core's tests and the whole pytest suite (both backends)
+test: setup test-rust test-python
+
+test-rust:
+	cargo test -p jobpersist-core --quiet
+
+test-python:
+	$(PY) -m pytest -q
+
+## lint: rustfmt, clippy, ruff, mypy and stubtest of the native module's .pyi
+lint: setup
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets --quiet -- -D warnings
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+	$(PY) -m mypy.stubtest jobpersist._native
+
+fmt:
+	cargo fmt --all
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+## bench: the comparison table of the issues' targets (a few minutes)
+bench: setup
+	$(PY) benches/compare.py
+
+clean:
+	rm -rf $(VENV) target

@@ -1,0 +1,303 @@
+"""Side-by-side timings of jobpersist (native and Python backends) and amazon-braket-sdk.
+
+Every measurement runs in a fresh process (this script re-invokes itself with ``--worker``),
+and each figure is the median of several rounds. Prints a table and exits non-zero when a
+target of the issues is missed.
+
+    python benches/compare.py              # the full comparison (a few minutes)
+    python benches/compare.py --quick      # fewer rounds, no 1 GiB case
+    python benches/compare.py --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import pickle
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+MiB = 1 << 20
+IMPLS = ("reference", "native", "python")
+
+
+# ---------------------------------------------------------------- worker side
+def _payload(case: str, size: int) -> dict[str, Any]:
+    import numpy as np
+
+    rng = np.random.default_rng(1234)
+    if case == "array":
+        return {"weights": rng.random(size // 8)}
+    if case == "small10k":
+        return {f"key{i}": (i, i / 3, f"value {i}") for i in range(10_000)}
+    if case == "floats2m":
+        return {"params": rng.random(2_000_000).tolist(), "loss": 0.125, "step": 1000}
+    if case == "nested100k":
+        out: dict[str, Any] = {}
+        for group in range(1000):
+            out[f"group{group}"] = {
+                f"k{i}": [i, f"s{i}", i % 3 == 0, None, i / 7][i % 5] for i in range(100)
+            }
+        return out
+    raise ValueError(case)
+
+
+def _format(case: str) -> str:
+    return "plaintext" if case in ("floats2m", "nested100k") else "pickled_v4"
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _reset_peak() -> None:
+    # Writing 5 to clear_refs resets VmHWM (peak RSS) to the current RSS.
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def _peak() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _module(impl: str) -> Any:
+    if impl == "reference":
+        from braket.jobs import data_persistence
+
+        return data_persistence
+    import jobpersist
+
+    if jobpersist.BACKEND != impl:
+        raise SystemExit(f"wanted backend {impl}, got {jobpersist.BACKEND}")
+    return jobpersist
+
+
+def worker(impl: str, case: str, op: str, size: int, directory: str) -> dict[str, Any]:
+    os.environ["AMZN_BRAKET_CHECKPOINT_DIR"] = directory
+    os.environ["AMZN_BRAKET_JOB_NAME"] = "bench"
+    path = os.path.join(directory, "bench.json")
+    data = _payload(case, size)
+    fmt = _format(case)
+    if impl == "floor":
+        (value,) = data.values()
+        if op == "save":
+            # pickle.dumps, then one write of as many bytes as the checkpoint file holds.
+            nbytes = os.path.getsize(path)
+            blob = b"\0" * nbytes
+            target = os.path.join(directory, "floor.bin")
+            _reset_peak()
+            base = _rss()
+            start = time.perf_counter()
+            pickle.dumps(value, protocol=4)
+            middle = time.perf_counter()
+            with open(target, "wb") as f:
+                f.write(blob)
+            seconds = time.perf_counter() - start
+            os.unlink(target)
+            return {
+                "seconds": seconds,
+                "dumps_s": middle - start,
+                "write_s": seconds - (middle - start),
+                "peak_extra": _peak() - base,
+            }
+        else:
+            pickled = pickle.dumps(value, protocol=4)
+            del data, value
+            _reset_peak()
+            base = _rss()
+            start = time.perf_counter()
+            with open(path, "rb") as f:
+                f.read()
+            pickle.loads(pickled)
+            seconds = time.perf_counter() - start
+        return {"seconds": seconds, "peak_extra": _peak() - base}
+    module = _module(impl)
+    if op == "save":
+        _reset_peak()
+        base = _rss()
+        start = time.perf_counter()
+        module.save_job_checkpoint(data, data_format=fmt)
+        seconds = time.perf_counter() - start
+    else:
+        del data
+        _reset_peak()
+        base = _rss()
+        start = time.perf_counter()
+        loaded = module.load_job_checkpoint(allow_pickle=True)
+        seconds = time.perf_counter() - start
+        del loaded
+    return {
+        "seconds": seconds,
+        "peak_extra": _peak() - base,
+        "file_bytes": os.path.getsize(path),
+    }
+
+
+# ---------------------------------------------------------------- driver side
+def run_worker(
+    impl: str, case: str, op: str, size: int, directory: str, fsync: bool
+) -> dict[str, Any]:
+    env = dict(os.environ)
+    env["JOBPERSIST_FSYNC"] = "1" if fsync else "0"
+    if impl in ("native", "python"):
+        env["JOBPERSIST_BACKEND"] = impl
+    cmd = [sys.executable, __file__, "--worker", impl, case, op, str(size), directory]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"worker {cmd[3:7]} failed:\n{out.stderr}")
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def measure(impl: str, case: str, size: int, rounds: int, fsync: bool = False) -> dict[str, float]:
+    """Median save and load figures of one implementation, each round a fresh process."""
+    directory = tempfile.mkdtemp(prefix=f"jpbench-{impl}-")
+    try:
+        saves = [run_worker(impl, case, "save", size, directory, fsync) for _ in range(rounds)]
+        loads = [run_worker(impl, case, "load", size, directory, fsync) for _ in range(rounds)]
+        result = {
+            "save_s": statistics.median(r["seconds"] for r in saves),
+            "save_peak": statistics.median(r["peak_extra"] for r in saves),
+            "load_s": statistics.median(r["seconds"] for r in loads),
+            "load_peak": statistics.median(r["peak_extra"] for r in loads),
+            "file_bytes": saves[-1]["file_bytes"],
+        }
+        if impl == "native" and case == "array" and not fsync:
+            floor_saves = [
+                run_worker("floor", case, "save", size, directory, fsync) for _ in range(rounds)
+            ]
+            floor_loads = [
+                run_worker("floor", case, "load", size, directory, fsync) for _ in range(rounds)
+            ]
+            result["floor_save_s"] = statistics.median(r["seconds"] for r in floor_saves)
+            result["floor_load_s"] = statistics.median(r["seconds"] for r in floor_loads)
+        with open(os.path.join(directory, "bench.json"), "rb") as f:
+            result["digest"] = hashlib.sha256(f.read()).hexdigest()
+        return result
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+class Report:
+    def __init__(self) -> None:
+        self.rows: list[str] = []
+        self.failures: list[str] = []
+        self.data: dict[str, Any] = {}
+
+    def check(self, label: str, value: float, target: float, higher_is_better: bool) -> None:
+        ok = value >= target if higher_is_better else value <= target
+        sign = ">=" if higher_is_better else "<="
+        line = f"  {'PASS' if ok else 'MISS'}  {label}: {value:.2f} (target {sign} {target})"
+        self.rows.append(line)
+        if not ok:
+            self.failures.append(line)
+
+
+def _fmt_size(nbytes: float) -> str:
+    return f"{nbytes / MiB:,.0f} MiB" if nbytes >= MiB else f"{nbytes / 1024:,.0f} KiB"
+
+
+def compare(case: str, size: int, rounds: int, impls: tuple[str, ...], report: Report) -> dict:
+    results = {impl: measure(impl, case, size, rounds) for impl in impls}
+    digests = {r["digest"] for r in results.values()}
+    label = f"{case} {_fmt_size(size)}" if case == "array" else case
+    print(f"\n{label} ({_format(case)}), median of {rounds} rounds, fsync off")
+    print(
+        f"  {'impl':<10} {'save s':>8} {'MB/s':>8} {'load s':>8} {'save peak':>10} {'load peak':>10}"
+    )
+    for impl, r in results.items():
+        rate = r["file_bytes"] / r["save_s"] / 1e6
+        print(
+            f"  {impl:<10} {r['save_s']:>8.3f} {rate:>8.0f} {r['load_s']:>8.3f} "
+            f"{_fmt_size(r['save_peak']):>10} {_fmt_size(r['load_peak']):>10}"
+        )
+    if "floor_save_s" in results.get("native", {}):
+        n = results["native"]
+        print(f"  {'floor':<10} {n['floor_save_s']:>8.3f} {'':>8} {n['floor_load_s']:>8.3f}")
+    print(f"  files identical across implementations: {len(digests) == 1}")
+    report.data[label] = results
+    if len(digests) != 1:
+        report.failures.append(f"{label}: files differ between implementations")
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds, skip 1 GiB")
+    parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--json", help="also write the figures to this JSON file")
+    args = parser.parse_args()
+    rounds = args.rounds or (2 if args.quick else 5)
+    report = Report()
+
+    big = compare("array", 256 * MiB, rounds, IMPLS, report)
+    ref, nat, py = big["reference"], big["native"], big["python"]
+    payload = 256 * MiB
+    report.check("256 MiB save: reference / native", ref["save_s"] / nat["save_s"], 15, True)
+    report.check("256 MiB save: python / native", py["save_s"] / nat["save_s"], 3, True)
+    report.check("256 MiB save: native / floor", nat["save_s"] / nat["floor_save_s"], 1.5, False)
+    report.check("256 MiB load: reference / native", ref["load_s"] / nat["load_s"], 5, True)
+    report.check("256 MiB load: native / floor", nat["load_s"] / nat["floor_load_s"], 2, False)
+    report.check("256 MiB save: native peak / payload", nat["save_peak"] / payload, 1.3, False)
+    report.check("256 MiB load: native peak / payload", nat["load_peak"] / payload, 2.2, False)
+
+    fsync_on = measure("native", "array", 256 * MiB, rounds, fsync=True)
+    print(f"\n256 MiB native save with fsync on: {fsync_on['save_s']:.3f} s")
+    report.data["array 256 MiB fsync"] = fsync_on
+
+    sizes = [1 * MiB, 16 * MiB] + ([] if args.quick else [1024 * MiB])
+    for size in sizes:
+        few = rounds if size < 1024 * MiB else max(1, rounds // 2)
+        compare("array", size, few, IMPLS, report)
+
+    small = compare("small10k", 0, rounds, IMPLS, report)
+    report.check(
+        "10,000 small values save: reference / native",
+        small["reference"]["save_s"] / small["native"]["save_s"],
+        5,
+        True,
+    )
+
+    floats = compare("floats2m", 0, rounds, IMPLS, report)
+    fr, fn, fp = floats["reference"], floats["native"], floats["python"]
+    report.check("2M floats save: reference / native", fr["save_s"] / fn["save_s"], 15, True)
+    report.check("2M floats save: python / native", fp["save_s"] / fn["save_s"], 5, True)
+    report.check("2M floats load: reference / native", fr["load_s"] / fn["load_s"], 1.3, True)
+    nested = compare("nested100k", 0, rounds, IMPLS, report)
+    report.check(
+        "nested 100k save: reference / native",
+        nested["reference"]["save_s"] / nested["native"]["save_s"],
+        10,
+        True,
+    )
+
+    print("\nTargets")
+    print("\n".join(report.rows))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report.data, f, indent=1, default=str)
+    if report.failures:
+        print(f"\n{len(report.failures)} target(s) missed", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        _, _, impl, case, op, size, directory = sys.argv
+        print(json.dumps(worker(impl, case, op, int(size), directory)))
+    else:
+        sys.exit(main())
