@@ -216,7 +216,8 @@ def compare(case: str, size: int, rounds: int, impls: tuple[str, ...], report: R
     label = f"{case} {_fmt_size(size)}" if case == "array" else case
     print(f"\n{label} ({_format(case)}), median of {rounds} rounds, fsync off")
     print(
-        f"  {'impl':<10} {'save s':>8} {'MB/s':>8} {'load s':>8} {'save peak':>10} {'load peak':>10}"
+        f"  {'impl':<10} {'save s':>8} {'MB/s':>8} {'load s':>8} "
+        f"{'save peak':>10} {'load peak':>10}"
     )
     for impl, r in results.items():
         rate = r["file_bytes"] / r["save_s"] / 1e6

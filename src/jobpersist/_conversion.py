@@ -9,9 +9,11 @@ naming the key path of a value nothing converts and refusing cycles with a ``Val
 from __future__ import annotations
 
 import datetime
+import importlib
 import ipaddress
 import json
 import re
+import sys
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -82,7 +84,27 @@ def convert_default(obj: Any) -> Any:
         encoder = _ENCODERS.get(base)
         if encoder is not None:
             return encoder(obj)
+    if "pydantic" in sys.modules:
+        # pydantic v1 models and types (the reference's own schema classes among them) are
+        # converted by pydantic's encoder, as the reference does. Without pydantic imported,
+        # no such object can exist.
+        encoder = _pydantic_v1_encoder()
+        if encoder is not None:
+            try:
+                return encoder(obj)
+            except TypeError:
+                pass
     raise _Unconvertible(f"Object of type '{type(obj).__name__}' is not JSON serializable")
+
+
+def _pydantic_v1_encoder() -> Callable[[Any], Any] | None:
+    for name in ("pydantic.v1.json", "pydantic.json"):  # pydantic 2.x, then 1.x
+        try:
+            encoder: Callable[[Any], Any] = importlib.import_module(name).pydantic_encoder
+        except (ImportError, AttributeError):
+            continue
+        return encoder
+    return None
 
 
 def _path_text(path: list[Any]) -> str:
@@ -93,8 +115,28 @@ def _is_namedtuple(cls: type) -> bool:
     return issubclass(cls, tuple) and hasattr(cls, "_fields")
 
 
+def _is_v1_model(obj: Any) -> bool:
+    if "pydantic" not in sys.modules:
+        return False
+    for name in ("pydantic.v1", "pydantic"):  # pydantic 2.x, then 1.x
+        try:
+            model: type = importlib.import_module(name).BaseModel
+        except (ImportError, AttributeError):
+            continue
+        return isinstance(obj, model)
+    return False
+
+
 class _Walker:
-    """Converts one value; ``stack`` holds the ids of the containers being walked."""
+    """Converts one value as the reference does, in its two phases.
+
+    Phase one is pydantic's ``.dict()``: containers (sets, deques, tuple and list subclasses,
+    models) are rebuilt with their own classes; other objects are kept. Phase two is
+    ``json.dumps(default=pydantic_encoder)``: what JSON cannot hold is converted, and the
+    result is encoded without any further rebuilding. Plain dicts, lists and tuples come out
+    of phase one equal to what went in, so they skip it; ``fresh`` says phase one has not
+    yet been applied to a value. ``stack`` holds the ids of the containers being walked.
+    """
 
     def __init__(self, path: list[Any], depth: int = 0) -> None:
         self.path = path
@@ -118,20 +160,24 @@ class _Walker:
             )
         self.stack.add(id(obj))
 
-    def walk(self, obj: Any) -> Any:
+    def walk(self, obj: Any, fresh: bool = True) -> Any:
         cls = type(obj)
         if cls is float or cls is int or cls is str or cls is bool or obj is None:
             return obj
         if isinstance(obj, dict):
-            return self.walk_dict(obj)
-        if isinstance(obj, _SEQUENCES):
-            return self.walk_sequence(obj)
+            return self.walk_dict(obj, fresh)
+        if cls is list or cls is tuple:
+            return self.walk_items(obj, fresh)
+        if fresh and (isinstance(obj, _SEQUENCES) or _is_v1_model(obj)):
+            return self.walk_rebuilt(obj)
+        if isinstance(obj, (list, tuple)):
+            return self.walk_items(obj, fresh)
         if isinstance(obj, _JSON_SCALARS):
             # Subclasses (IntEnum, str enums, ...): json.dumps writes their base value.
             return obj
         return self.walk_default(obj)
 
-    def walk_dict(self, obj: dict[Any, Any]) -> dict[Any, Any]:
+    def walk_dict(self, obj: dict[Any, Any], fresh: bool) -> dict[Any, Any]:
         self.enter(obj)
         out: dict[Any, Any] = {}
         path = self.path
@@ -142,32 +188,48 @@ class _Walker:
                     f"or None, not {type(key).__name__}"
                 )
             path.append(key)
-            out[key] = self.walk(value)
+            out[key] = self.walk(value, fresh)
             path.pop()
         self.stack.discard(id(obj))
         return out
 
-    def walk_sequence(self, obj: Any) -> Any:
-        if isinstance(obj, GeneratorType):
-            # The reference rebuilds containers with type(v)(...), which generators refuse.
-            raise self.fail(obj, "generators cannot be persisted")
+    def walk_items(self, obj: Any, fresh: bool) -> list[Any]:
         self.enter(obj)
         path = self.path
         items = []
         for index, value in enumerate(obj):
             path.append(index)
-            items.append(self.walk(value))
+            items.append(self.walk(value, fresh))
             path.pop()
         self.stack.discard(id(obj))
-        cls = type(obj)
-        if cls is list or cls is tuple:
-            return items
-        try:
-            rebuilt = cls(*items) if _is_namedtuple(cls) else cls(items)
-        except Exception as exc:
-            raise self.fail(obj, f"its type cannot be rebuilt from its items ({exc})") from exc
-        # Written as a list either way, in the rebuilt container's order (sets!).
-        return list(rebuilt)
+        return items
+
+    def rebuild(self, obj: Any) -> Any:
+        """Phase one (pydantic v1's ``_get_value``) for one object."""
+        if _is_v1_model(obj):
+            return obj.dict()
+        out: Any
+        if isinstance(obj, dict):
+            self.enter(obj)
+            out = {k: self.rebuild(v) for k, v in obj.items()}
+        elif isinstance(obj, _SEQUENCES):
+            if isinstance(obj, GeneratorType):
+                # type(v)(...) is how pydantic rebuilds; generators refuse it.
+                raise self.fail(obj, "generators cannot be persisted")
+            self.enter(obj)
+            items = [self.rebuild(v) for v in obj]
+            cls = type(obj)
+            try:
+                out = cls(*items) if _is_namedtuple(cls) else cls(items)
+            except Exception as exc:
+                raise self.fail(obj, f"its type cannot be rebuilt from its items ({exc})") from exc
+        else:
+            return obj
+        self.stack.discard(id(obj))
+        return out
+
+    def walk_rebuilt(self, obj: Any) -> Any:
+        return self.walk(self.rebuild(obj), fresh=False)
 
     def walk_default(self, obj: Any) -> Any:
         self.enter(obj)
@@ -177,7 +239,7 @@ class _Walker:
             raise self.fail(obj, "no conversion to JSON exists for this type") from None
         except (TypeError, ValueError) as exc:
             raise self.fail(obj, f"its conversion failed ({type(exc).__name__}: {exc})") from exc
-        result = self.walk(converted)
+        result = self.walk(converted, fresh=False)
         self.stack.discard(id(obj))
         return result
 
@@ -200,7 +262,9 @@ def convert_subtree(path: list[Any], depth: int, value: Any) -> Any:
     """``to_json_native`` for a value found at ``path``, ``depth`` containers down.
 
     The native encoder calls this for every object it does not write itself (containers
-    of subclassed types, sets, datetimes, ...), so both backends convert alike.
+    of subclassed types, sets, datetimes, ...), so both backends convert alike. ``value``
+    has not been through phase one (see ``_Walker``); the result holds only exact dicts and
+    lists, and scalars.
     """
     try:
         return _Walker(list(path), depth).walk(value)

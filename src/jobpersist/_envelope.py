@@ -27,21 +27,12 @@ _HEAD = (
 
 
 class RawPickled:
-    """A value that is already pickled and base64-encoded: it is written back as it is.
+    """A value already pickled and base64-encoded (read from a file): written as it is."""
 
-    Either ``text`` (the decoded JSON string) or ``data[start:end]`` (the raw JSON string
-    content in the file's bytes) holds it.
-    """
+    __slots__ = ("text",)
 
-    __slots__ = ("data", "end", "start", "text")
-
-    def __init__(
-        self, text: str | None = None, data: bytes = b"", start: int = 0, end: int = 0
-    ) -> None:
+    def __init__(self, text: str) -> None:
         self.text = text
-        self.data = data
-        self.start = start
-        self.end = end
 
 
 class PrePickled:
@@ -102,13 +93,15 @@ def write_envelope(
             elif isinstance(value, PreEncodedJson):
                 writer.write_raw(value.text)
             elif isinstance(value, RawPickled):
-                if value.text is not None:
-                    writer.write_str(value.text)
-                else:
-                    writer.write_raw(b'"' + value.data[value.start : value.end] + b'"')
+                writer.write_str(value.text)
             elif pickler is not None:
                 writer.begin_b64()
-                pickler.dump(value)
+                try:
+                    pickler.dump(value)
+                except RecursionError as exc:
+                    raise ValueError(
+                        f"Data under key {key!r} is nested too deeply to pickle."
+                    ) from exc
                 pickler.clear_memo()
                 writer.end_b64()
             else:
@@ -125,13 +118,16 @@ def write_envelope(
 _LONG_INT = re.compile(rb"(?<![\w.+\-])-?\d{19,}")
 
 
-def loads(data: bytes) -> Any:
+def loads(data: bytes, exact: bool = False) -> Any:
     """Parses JSON as ``json.loads`` does (NaN, Infinity, big ints, lone surrogates), fast.
+
+    With ``exact``, ``json.loads`` itself parses, so that even the identity of equal strings
+    (which decides how pickle memoizes them) is the reference's.
 
     Raises:
         ValueError: If ``data`` is not JSON the reference would parse.
     """
-    if not _LONG_INT.search(data):
+    if not exact and not _LONG_INT.search(data):
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError:
@@ -204,10 +200,12 @@ def validate_envelope(obj: Any) -> tuple[PersistedJobDataFormat | str, dict[str,
     return data_format, dictionary
 
 
-def parse_envelope(data: bytes) -> tuple[PersistedJobDataFormat | str, dict[str, Any]]:
-    """Parses and validates a whole envelope file's bytes.
+def parse_envelope(
+    data: bytes, exact: bool = False
+) -> tuple[PersistedJobDataFormat | str, dict[str, Any]]:
+    """Parses and validates a whole envelope file's bytes (see ``loads`` for ``exact``).
 
     Raises:
         ValueError: If the bytes are not a valid envelope.
     """
-    return validate_envelope(loads(data))
+    return validate_envelope(loads(data, exact))

@@ -157,7 +157,11 @@ def save_job_result(
     requested = None if data_format is None else coerce_format(data_format)
     path = results_path()
     with _locked_directory(os.path.dirname(path) or "."):
-        existing_format, existing = _read_existing_results(path)
+        # Plaintext results about to be pickled are parsed exactly as the reference parses
+        # them: pickle's memo depends on which equal strings are one object.
+        existing_format, existing = _read_existing_results(
+            path, exact=requested is PersistedJobDataFormat.PICKLED_V4
+        )
         if existing_format is PersistedJobDataFormat.PICKLED_V4:
             if requested is PersistedJobDataFormat.PLAINTEXT:
                 raise TypeError(
@@ -177,7 +181,11 @@ def _load(path: str, allow_pickle: bool) -> dict[str, Any]:
     if scanned is None:
         return _decode_parsed(parse_envelope(file.bytes()), allow_pickle)
     keys, spans = scanned
-    require_pickle_allowed(allow_pickle)
+    if not allow_pickle:
+        # The scan checks the layout, not every value's characters: a damaged file must
+        # still be a ValueError, as the reference's parse makes it, before the refusal.
+        parse_envelope(file.bytes())
+        require_pickle_allowed(allow_pickle)
     try:
         payloads = file.decode_values(spans)
     except ValueError:
@@ -201,21 +209,14 @@ def _decode_parsed(
 
 
 def _read_existing_results(
-    path: str,
+    path: str, exact: bool
 ) -> tuple[PersistedJobDataFormat | str, dict[str, Any]]:
     try:
         file = _codec.CODEC.read_file(path)
     except FileNotFoundError:
         return PersistedJobDataFormat.PLAINTEXT, {}
     data = file.bytes()
-    scanned = file.scan_pickled()
-    if scanned is not None:
-        keys, spans = scanned
-        return PersistedJobDataFormat.PICKLED_V4, {
-            key: RawPickled(data=data, start=start, end=end)
-            for key, (start, end) in zip(keys, spans, strict=True)
-        }
-    data_format, dictionary = parse_envelope(data)
+    data_format, dictionary = parse_envelope(data, exact)
     if data_format is PersistedJobDataFormat.PICKLED_V4:
         for key, value in dictionary.items():
             if not isinstance(value, str):
@@ -223,7 +224,7 @@ def _read_existing_results(
                     f"Cannot update results: the value of key {key!r} in {path} is not a "
                     "base64 string."
                 )
-        return data_format, {k: RawPickled(text=v) for k, v in dictionary.items()}
+        return data_format, {k: RawPickled(v) for k, v in dictionary.items()}
     return data_format, dictionary
 
 
