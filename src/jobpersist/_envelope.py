@@ -149,15 +149,20 @@ def _schema_str(value: Any, field: str) -> str:
     raise ValueError(f"Invalid persisted job data: {field} must be a string, not {value!r}.")
 
 
+def _as_dict(value: Any, what: str) -> dict[Any, Any]:
+    # pydantic v1 takes a dict, or anything dict() accepts (a list of pairs), for models and
+    # dict fields alike.
+    if isinstance(value, dict):
+        return value
+    try:
+        return dict(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"Invalid persisted job data: {what} must be an object.") from exc
+
+
 def _schema_dict(value: Any) -> dict[str, Any]:
-    # pydantic v1's dict validation: a dict, or anything dict() accepts; keys coerced to str.
-    if not isinstance(value, dict):
-        try:
-            value = dict(value)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(
-                "Invalid persisted job data: dataDictionary must be an object."
-            ) from exc
+    # Keys coerced to str, as pydantic v1 validates dict[str, Any].
+    value = _as_dict(value, "dataDictionary")
     if all(type(k) is str for k in value):
         return dict(value)
     return {_schema_str(k, "a dataDictionary key"): v for k, v in value.items()}
@@ -173,12 +178,9 @@ def validate_envelope(obj: Any) -> tuple[PersistedJobDataFormat | str, dict[str,
     Raises:
         ValueError: If the envelope does not satisfy the reference's schema.
     """
-    if not isinstance(obj, dict):
-        raise ValueError("Invalid persisted job data: the file does not hold a JSON object.")
-    header = obj.get("braketSchemaHeader")
+    obj = _as_dict(obj, "the file's top-level value")
     if "braketSchemaHeader" in obj:
-        if not isinstance(header, dict):
-            raise ValueError("Invalid persisted job data: braketSchemaHeader is not an object.")
+        header = _as_dict(obj["braketSchemaHeader"], "braketSchemaHeader")
         name = _schema_str(header.get("name"), "braketSchemaHeader.name")
         version = _schema_str(header.get("version"), "braketSchemaHeader.version")
         if (name, version) != (SCHEMA_NAME, SCHEMA_VERSION):
