@@ -18,6 +18,7 @@ import importlib
 import math
 import os
 import pickle
+import shutil
 from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -42,6 +43,8 @@ _COMMON = dict(
 settings.register_profile("default", max_examples=80, **_COMMON)
 settings.register_profile("ci", max_examples=120, print_blob=True, **_COMMON)
 settings.register_profile("quick", max_examples=20, **_COMMON)
+# For bug hunting: HYPOTHESIS_PROFILE=thorough (randomized, many examples).
+settings.register_profile("thorough", **{**_COMMON, "derandomize": False}, max_examples=1500)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 BACKENDS = ("native", "python")
@@ -196,7 +199,9 @@ def canon(value: Any, _active: frozenset[int] = frozenset()) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return (
             cls.__qualname__,
-            tuple((f.name, canon(getattr(value, f.name), _active)) for f in dataclasses.fields(value)),
+            tuple(
+                (f.name, canon(getattr(value, f.name), _active)) for f in dataclasses.fields(value)
+            ),
         )
     return (cls.__module__, cls.__qualname__, repr(value))
 
@@ -250,7 +255,7 @@ class Outcome:
 def _call(fn: Callable[[Api], Any], api: Api) -> Outcome:
     try:
         return Outcome(True, value=fn(api))
-    except Exception as exc:  # noqa: BLE001 - compared by the caller
+    except Exception as exc:
         return Outcome(False, error=exc)
 
 
@@ -262,6 +267,23 @@ def snapshot(*directories: Path) -> dict[str, bytes]:
             if path.is_file():
                 files[f"{directory.name}/{path.relative_to(directory)}"] = path.read_bytes()
     return files
+
+
+def assert_same_files(ours: dict[str, bytes], reference: dict[str, bytes]) -> None:
+    """Equal file sets with equal bytes; on a difference, shows where it starts."""
+    assert sorted(ours) == sorted(reference), "different files written"
+    for name in ours:
+        a, b = ours[name], reference[name]
+        if a == b:
+            continue
+        at = next(
+            (i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b))
+        )
+        lo = max(0, at - 60)
+        raise AssertionError(
+            f"{name} differs from the reference's at byte {at} (sizes {len(a)}, {len(b)}):\n"
+            f"  jobpersist: {a[lo : at + 60]!r}\n  reference:  {b[lo : at + 60]!r}"
+        )
 
 
 # The reference's exception and what jobpersist documents in its place.
@@ -323,7 +345,7 @@ class Twin:
         ours = self.run("ours", fn)
         reference = self.run("reference", fn)
         if ours.ok and reference.ok:
-            assert self.files("ours") == self.files("reference")
+            assert_same_files(self.files("ours"), self.files("reference"))
             assert canon(ours.value) == canon(reference.value)
             return ours
         if not ours.ok and not reference.ok:
@@ -360,11 +382,9 @@ class Twin:
 
     def resync(self) -> None:
         """Makes the reference's directories a copy of ours."""
-        for ours_dir, reference_dir in zip(self.dirs["ours"], self.dirs["reference"]):
-            for path in list(reference_dir.iterdir()):
-                path.unlink()
-            for path in ours_dir.iterdir():
-                (reference_dir / path.name).write_bytes(path.read_bytes())
+        for ours_dir, reference_dir in zip(self.dirs["ours"], self.dirs["reference"], strict=True):
+            shutil.rmtree(reference_dir)
+            shutil.copytree(ours_dir, reference_dir)
 
 
 @pytest.fixture
@@ -375,4 +395,3 @@ def twin(tmp_path: Path) -> Twin:
 def temp_leftovers(directory: Path) -> list[str]:
     """jobpersist's temp files (``.<name>.jptmp.<pid>.<random>``) in ``directory``."""
     return sorted(p.name for p in directory.iterdir() if ".jptmp." in p.name)
-

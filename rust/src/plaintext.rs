@@ -128,6 +128,7 @@ where
         Ok(())
     }
 
+    #[inline(never)]
     fn int(&mut self, obj: &Bound<'py, PyAny>, subclass: bool) -> PyResult<()> {
         if let Ok(small) = obj.extract::<i64>() {
             write_i64(small, &mut self.out);
@@ -192,6 +193,7 @@ where
         }
     }
 
+    #[inline(never)]
     fn list(&mut self, list: &Bound<'py, PyList>) -> PyResult<()> {
         self.enter(list.as_any())?;
         self.out.push(b'[');
@@ -213,6 +215,7 @@ where
         Ok(())
     }
 
+    #[inline(never)]
     fn tuple(&mut self, tuple: &Bound<'py, PyTuple>) -> PyResult<()> {
         self.enter(tuple.as_any())?;
         self.out.push(b'[');
@@ -233,6 +236,7 @@ where
         Ok(())
     }
 
+    #[inline(never)]
     fn dict(&mut self, dict: &Bound<'py, PyDict>) -> PyResult<()> {
         self.enter(dict.as_any())?;
         self.out.push(b'{');
@@ -282,6 +286,7 @@ where
 
     /// A dict key as `json.dumps` writes it, tested in its order: str, float,
     /// True/False/None, int.
+    #[inline(never)]
     fn key(&mut self, key: &Bound<'py, PyAny>) -> PyResult<()> {
         if key.is_instance_of::<PyString>() {
             escape(key.cast::<PyString>()?, &mut self.out)?;
@@ -390,7 +395,7 @@ where
 }
 
 /// Appends the contents of `value` (a str or a str subclass) as `json.dumps` escapes them.
-fn escape(value: &Bound<'_, PyString>, out: &mut Vec<u8>) -> PyResult<()> {
+pub(crate) fn escape(value: &Bound<'_, PyString>, out: &mut Vec<u8>) -> PyResult<()> {
     match value.to_str() {
         Ok(text) => escape_str(text, out),
         Err(_) => escape_wide(value, out)?,

@@ -2,12 +2,13 @@
 
 use std::path::PathBuf;
 
-use jobpersist_core::{escape_code_points, escape_str, EnvelopeWriter};
+use jobpersist_core::EnvelopeWriter;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
 
 use crate::errors::to_pyerr;
+use crate::plaintext::escape;
 
 /// Writes below this size keep the GIL: releasing it costs more than they do.
 const DETACH_AT: usize = 64 * 1024;
@@ -25,22 +26,6 @@ impl NativeEnvelopeWriter {
             .as_mut()
             .ok_or_else(|| PyValueError::new_err("the writer is already committed or aborted"))
     }
-
-    fn escape(value: &Bound<'_, PyString>, out: &mut Vec<u8>) -> PyResult<()> {
-        match value.to_str() {
-            Ok(text) => escape_str(text, out),
-            Err(_) => {
-                // Lone surrogates have no UTF-8 form: take the code points themselves.
-                let wide = value.call_method1("encode", ("utf-32-le", "surrogatepass"))?;
-                let wide = wide.cast::<PyBytes>()?.as_bytes();
-                let points = wide
-                    .chunks_exact(4)
-                    .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]));
-                escape_code_points(points, out);
-            }
-        }
-        Ok(())
-    }
 }
 
 #[pymethods]
@@ -53,7 +38,7 @@ impl NativeEnvelopeWriter {
     /// Appends `key` as an escaped JSON string followed by `": "`.
     fn write_key(&mut self, key: &Bound<'_, PyString>) -> PyResult<()> {
         let mut out = Vec::with_capacity(key.len()? + 4);
-        Self::escape(key, &mut out)?;
+        escape(key, &mut out)?;
         out.extend_from_slice(b": ");
         self.inner()?.write_raw(&out).map_err(to_pyerr)
     }
@@ -61,7 +46,7 @@ impl NativeEnvelopeWriter {
     /// Appends `value` as an escaped JSON string.
     fn write_str(&mut self, py: Python<'_>, value: &Bound<'_, PyString>) -> PyResult<()> {
         let mut out = Vec::new();
-        Self::escape(value, &mut out)?;
+        escape(value, &mut out)?;
         let inner = self.inner()?;
         py.detach(|| inner.write_raw(&out)).map_err(to_pyerr)
     }

@@ -8,6 +8,12 @@ from typing import Any
 
 from jobpersist import _codec
 from jobpersist._format import PersistedJobDataFormat
+from jobpersist.background import (
+    save_job_checkpoint_async,
+    save_job_result_async,
+    wait_for_saves,
+)
+from jobpersist.braket_patch import patch_braket
 from jobpersist.data_persistence import (
     load_job_checkpoint,
     load_job_result,
@@ -22,9 +28,13 @@ __all__ = [
     "deserialize_values",
     "load_job_checkpoint",
     "load_job_result",
+    "patch_braket",
     "save_job_checkpoint",
+    "save_job_checkpoint_async",
     "save_job_result",
+    "save_job_result_async",
     "serialize_values",
+    "wait_for_saves",
 ]
 
 __version__ = "0.1.0"

@@ -16,7 +16,8 @@ import re
 import sys
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
 from decimal import Decimal
 from enum import Enum
@@ -207,7 +208,9 @@ class _Walker:
     def rebuild(self, obj: Any) -> Any:
         """Phase one (pydantic v1's ``_get_value``) for one object."""
         if _is_v1_model(obj):
-            return obj.dict()
+            as_dict = obj.dict()
+            # A custom-root model stands for its root value.
+            return as_dict["__root__"] if "__root__" in as_dict else as_dict
         out: Any
         if isinstance(obj, dict):
             self.enter(obj)
@@ -244,6 +247,25 @@ class _Walker:
         return result
 
 
+# Frames the walker (or json.dumps) may need per level of nesting, at most.
+_FRAMES_PER_LEVEL = 4
+
+
+@contextmanager
+def _recursion_headroom() -> Iterator[None]:
+    """Room on Python's stack for ``MAX_DEPTH`` levels, wherever the caller stands.
+
+    Without it the limit where conversion fails would depend on the caller's own stack depth,
+    and the Python backend would refuse depths that the native one (and the reference) write.
+    """
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(old + _FRAMES_PER_LEVEL * MAX_DEPTH)
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(old)
+
+
 def to_json_native(key: Any, value: Any) -> Any:
     """Converts ``value`` (stored under ``key``) to what the reference's encoder writes.
 
@@ -267,7 +289,8 @@ def convert_subtree(path: list[Any], depth: int, value: Any) -> Any:
     lists, and scalars.
     """
     try:
-        return _Walker(list(path), depth).walk(value)
+        with _recursion_headroom():
+            return _Walker(list(path), depth).walk(value)
     except RecursionError as exc:
         raise ValueError(f"Data at {_path_text(path)} is nested too deeply to persist.") from exc
 
@@ -306,6 +329,7 @@ def to_json_text(key: Any, value: Any) -> bytes:
     """
     native = to_json_native(key, value)
     try:
-        return json.dumps(native).encode("ascii")
+        with _recursion_headroom():
+            return json.dumps(native).encode("ascii")
     except RecursionError as exc:
         raise ValueError(f"Data under key {key!r} is nested too deeply to persist.") from exc

@@ -42,7 +42,13 @@ fn write_finite(v: f64, out: &mut Vec<u8>) {
         _ => text,
     };
     let sign = &text[..text.len() - body.len()];
-    if let Some(e_at) = body.iter().position(|&b| b == b'e') {
+    // Ryū's exponent is at most `e-324`: look for the `e` in the last five bytes only.
+    let tail = body.len().saturating_sub(5);
+    if let Some(e_at) = body[tail..]
+        .iter()
+        .position(|&b| b == b'e')
+        .map(|i| tail + i)
+    {
         // Scientific in both layouts; only the exponent's form differs.
         let (mantissa, exponent) = (&body[..e_at], &body[e_at + 1..]);
         out.extend_from_slice(sign);

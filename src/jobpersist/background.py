@@ -1,0 +1,564 @@
+"""Background saves: checkpoints and results written off the caller's critical path.
+
+``save_job_checkpoint_async`` and ``save_job_result_async`` take a snapshot of the data before
+they return (each value pickled, or encoded as the reference's JSON, in the caller) and hand
+it to one writer thread, which base64-encodes, writes, fsyncs and renames with the GIL
+released (native backend). The caller may mutate its data as soon as the call returns.
+
+Guarantees:
+
+* **Same bytes.** The file written equals what the synchronous save would write.
+* **Order.** Saves complete in the order they were made. A newer checkpoint save of the same
+  file may *supersede* an older one still waiting (not yet started): the older one is never
+  written, and its Future resolves with ``SUPERSEDED`` once the newer one is written (or with
+  the newer one's error). Result saves are merges and are never superseded.
+* **Back-pressure.** The snapshots waiting or being written hold at most
+  ``JOBPERSIST_MAX_PENDING_BYTES`` bytes (default: a quarter of physical memory); a call
+  that would exceed it blocks until earlier saves finish. A single snapshot larger than the
+  limit is still accepted, alone.
+* **Errors reach the caller.** A failed save sets its Future's exception. If nobody retrieved
+  it (``Future.result()`` or ``Future.exception()``), the next ``*_async`` call or
+  ``wait_for_saves`` raises it (once).
+* **Nothing acknowledged is lost on a normal exit.** An ``atexit`` hook waits for every
+  pending save. A process killed mid-save leaves the previous file intact (atomic replace).
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import dataclasses
+import os
+import pickle
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from typing import Any
+
+from jobpersist import _codec
+from jobpersist._atomic import fsync_enabled
+from jobpersist._conversion import coerce_keys
+from jobpersist._envelope import PreEncodedJson, PrePickled, write_envelope
+from jobpersist._environment import checkpoint_path, get_job_name, results_path
+from jobpersist._format import PersistedJobDataFormat, coerce_format
+from jobpersist.data_persistence import _locked_directory, _read_existing_results
+
+__all__ = [
+    "SUPERSEDED",
+    "SaveFuture",
+    "max_pending_bytes",
+    "save_job_checkpoint_async",
+    "save_job_result_async",
+    "wait_for_saves",
+]
+
+#: What ``Future.result()`` returns for a save that a newer save of the same file replaced.
+SUPERSEDED = "superseded"
+
+_PICKLED = PersistedJobDataFormat.PICKLED_V4
+_PLAINTEXT = PersistedJobDataFormat.PLAINTEXT
+_DEFAULT_FRACTION = 4  # the default limit is 1/4 of physical memory
+_FALLBACK_LIMIT = 1 << 30  # when physical memory is unknown
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def max_pending_bytes() -> int:
+    """The back-pressure limit: ``JOBPERSIST_MAX_PENDING_BYTES``, else 1/4 of physical RAM.
+
+    The variable takes a byte count, optionally with a binary unit (``512M``, ``2GiB``).
+
+    Raises:
+        ValueError: If the variable is set to something else.
+    """
+    text = os.environ.get("JOBPERSIST_MAX_PENDING_BYTES", "").strip()
+    if text:
+        match = _SIZE_RE.match(text)
+        if match is None:
+            raise ValueError(
+                f"JOBPERSIST_MAX_PENDING_BYTES={text!r} is not a byte count (e.g. 1073741824, "
+                "512M or 2GiB)."
+            )
+        return int(match.group(1)) * _UNITS[match.group(2).lower()]
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return _FALLBACK_LIMIT
+    return total // _DEFAULT_FRACTION if total > 0 else _FALLBACK_LIMIT
+
+
+class _Failure:
+    """A failed write's exception, until someone retrieves it."""
+
+    __slots__ = ("exception", "observed")
+
+    def __init__(self, exception: BaseException) -> None:
+        self.exception = exception
+        self.observed = False
+
+
+class SaveFuture(Future[str]):
+    """The Future of a background save.
+
+    ``result()`` returns the path written, or ``SUPERSEDED`` when a newer save of the same
+    file replaced this one before it started. Retrieving an error (``result()`` or
+    ``exception()``) keeps it from being raised again by the next call.
+    """
+
+    _failure: _Failure | None = None
+
+    def _observe(self) -> None:
+        failure = self._failure
+        if failure is not None:
+            failure.observed = True
+
+    def result(self, timeout: float | None = None) -> str:
+        try:
+            return super().result(timeout)
+        finally:
+            if self.done():
+                self._observe()
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        exc = super().exception(timeout)
+        self._observe()
+        return exc
+
+
+@dataclasses.dataclass(eq=False)
+class _Job:
+    """One snapshot waiting for (or being written by) the writer."""
+
+    target: str
+    write: Callable[[_Job], None]
+    entries: list[tuple[str, Any]]
+    data_format: PersistedJobDataFormat | None
+    fsync: bool
+    size: int
+    future: SaveFuture
+    supersedable: bool
+    # The format the values were snapshotted in (results: decided at call time).
+    snapshot_format: PersistedJobDataFormat
+    seq: int = -1
+    superseded: list[SaveFuture] = dataclasses.field(default_factory=list)
+    superseded_seqs: list[int] = dataclasses.field(default_factory=list)
+
+
+def _add_note(exc: BaseException, note: str) -> None:
+    add_note = getattr(exc, "add_note", None)  # Python 3.11+
+    if add_note is not None:
+        add_note(note)
+
+
+class _Writer:
+    """The queue of snapshots and the one thread that writes them."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.queue: collections.deque[_Job] = collections.deque()
+        self.live: dict[int, _Job] = {}  # queued or being written, by seq
+        self.pending_bytes = 0
+        self.next_seq = 0
+        self.failures: list[_Failure] = []
+        self.thread: threading.Thread | None = None
+        # Each results file's data format once the saves queued for it are written.
+        self.result_formats: dict[str, tuple[PersistedJobDataFormat, int]] = {}
+
+    # ---- caller side -------------------------------------------------------------------
+    def raise_unobserved(self) -> None:
+        """Raises (once) the first failure nobody retrieved, and forgets the others."""
+        with self.cond:
+            failures = [f for f in self.failures if not f.observed]
+            self.failures.clear()
+        if not failures:
+            return
+        for failure in failures:
+            failure.observed = True
+        first = failures[0].exception
+        more = len(failures) - 1
+        _add_note(
+            first,
+            "jobpersist: raised here because this background save failed and its Future's "
+            "error was not retrieved"
+            + (f" ({more} more unretrieved failure(s) dropped)" if more else "")
+            + ".",
+        )
+        raise first
+
+    def submit(self, job: _Job) -> SaveFuture:
+        on_writer = threading.current_thread() is self.thread
+        with self.cond:
+            self.ensure_thread()
+            limit = max_pending_bytes()
+            while True:
+                if job.supersedable:
+                    self.supersede(job)
+                if on_writer or not self.live or self.pending_bytes + job.size <= limit:
+                    break
+                self.cond.wait()
+            # A save that replaces older ones counts as made when the oldest was, so that
+            # wait_for_saves() waits for it on their behalf.
+            job.seq = min([self.next_seq, *job.superseded_seqs])
+            self.next_seq += 1
+            self.queue.append(job)
+            self.live[job.seq] = job
+            self.pending_bytes += job.size
+            self.cond.notify_all()
+        return job.future
+
+    def supersede(self, job: _Job) -> None:
+        # Called with the lock held: drop the waiting saves of the same file.
+        for old in [j for j in self.queue if j.target == job.target and j.supersedable]:
+            self.queue.remove(old)
+            del self.live[old.seq]
+            self.pending_bytes -= old.size
+            old.entries = []
+            job.superseded.append(old.future)
+            job.superseded.extend(old.superseded)
+            job.superseded_seqs.append(old.seq)
+            self.cond.notify_all()
+
+    def ensure_thread(self) -> None:
+        if self.thread is None or not self.thread.is_alive():
+            self.thread = threading.Thread(target=self.run, name="jobpersist-writer", daemon=True)
+            self.thread.start()
+
+    def wait(self, timeout: float | None) -> None:
+        if threading.current_thread() is self.thread:
+            raise RuntimeError("wait_for_saves() cannot be called from the writer thread.")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self.cond:
+            last = self.next_seq - 1
+            while any(seq <= last for seq in self.live):
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError(
+                        f"wait_for_saves: {len(self.live)} save(s) still pending after {timeout} s."
+                    )
+                self.cond.wait(remaining)
+
+    # ---- writer side -------------------------------------------------------------------
+    def run(self) -> None:
+        while True:
+            with self.cond:
+                while not self.queue:
+                    self.cond.wait()
+                job = self.queue.popleft()
+            try:
+                self.process(job)
+            finally:
+                with self.cond:
+                    del self.live[job.seq]
+                    self.pending_bytes -= job.size
+                    state = self.result_formats.get(job.target)
+                    if state is not None and state[1] == job.seq:
+                        del self.result_formats[job.target]  # no later save of this file
+                    self.cond.notify_all()
+
+    def process(self, job: _Job) -> None:
+        futures = [job.future, *job.superseded]
+        if not job.future.set_running_or_notify_cancel():
+            # Cancelled while waiting: the saves it superseded are dropped with it.
+            for future in job.superseded:
+                future.cancel()
+            job.entries = []
+            return
+        try:
+            job.write(job)
+        except BaseException as exc:  # handed to the caller through the Future
+            job.entries = []
+            failure = _Failure(exc)
+            with self.cond:
+                self.failures.append(failure)
+            for future in futures:
+                future._failure = failure
+                _settle(future, exc=exc)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            job.entries = []
+            _settle(job.future, result=job.target)
+            for future in job.superseded:
+                _settle(future, result=SUPERSEDED)
+
+    # ---- results files ------------------------------------------------------------------
+    def expected_result_format(
+        self, path: str, requested: PersistedJobDataFormat | None
+    ) -> PersistedJobDataFormat:
+        """The format a results save will be written in, as far as can be known now."""
+        with self.cond:
+            state = self.result_formats.get(path)
+            before = state[0] if state is not None else None
+        if before is None:
+            before = _file_format(path)
+        if requested is _PICKLED or before is _PICKLED:
+            return _PICKLED
+        return _PLAINTEXT
+
+    def note_result_format(self, path: str, fmt: PersistedJobDataFormat, seq: int) -> None:
+        with self.cond:
+            if seq in self.live:
+                self.result_formats[path] = (fmt, seq)
+
+    def reset_after_fork(self) -> None:
+        self.cond = threading.Condition()
+        self.queue = collections.deque()
+        self.live = {}
+        self.pending_bytes = 0
+        self.failures = []
+        self.thread = None
+        self.result_formats = {}
+
+
+def _settle(future: SaveFuture, result: str = "", exc: BaseException | None = None) -> None:
+    if future.done():  # cancelled by its owner meanwhile
+        return
+    if not future.running() and not future.set_running_or_notify_cancel():
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)
+
+
+_WRITER = _Writer()
+if hasattr(os, "register_at_fork"):
+    # The writer thread does not exist in a forked child: start the child with an empty queue.
+    os.register_at_fork(after_in_child=_WRITER.reset_after_fork)
+
+
+_TAIL_PICKLED = re.compile(rb'"dataFormat"\s*:\s*"pickled_v4"\s*}\s*$')
+
+
+def _file_format(path: str) -> PersistedJobDataFormat:
+    """Whether the results file at ``path`` is pickled, judged from its last bytes."""
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - 96))
+            tail = f.read()
+    except OSError:
+        return _PLAINTEXT
+    return _PICKLED if _TAIL_PICKLED.search(tail) else _PLAINTEXT
+
+
+class _Chunks(list[bytes]):
+    """A file for ``pickle.Pickler``: keeps the pieces written, without joining them.
+
+    The C pickler hands a large ``bytes`` payload (a numpy array's data) to ``write`` as it
+    is, instead of copying it into its buffer as ``pickle.dumps`` does: the snapshot then
+    costs one copy of the data, not two. The pieces are joined (with the GIL released)
+    by the writer thread.
+    """
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        self.append(data if type(data) is bytes else bytes(data))
+        return len(data)
+
+
+def _pickle_chunks(value: Any) -> list[bytes]:
+    """``pickle.dumps(value, protocol=4)``, as pieces (the same bytes once joined)."""
+    chunks = _Chunks()
+    pickle.Pickler(chunks, protocol=4).dump(value)
+    return chunks
+
+
+def _encoded(entries: list[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
+    """The snapshot as ``write_envelope`` entries, each value's pickled pieces joined just
+    before it is written (and then dropped, so only one joined copy exists at a time)."""
+    for key, value in entries:
+        if isinstance(value, list):
+            payload = value[0] if len(value) == 1 else b"".join(value)
+            value.clear()
+            yield key, PrePickled(payload)
+            del payload
+        else:
+            yield key, value
+
+
+def _snapshot(
+    data: dict[str, Any], data_format: PersistedJobDataFormat
+) -> tuple[list[tuple[str, Any]], int]:
+    """Encodes every value now, in the caller: later mutations cannot reach the file."""
+    entries: list[tuple[str, Any]] = []
+    size = 0
+    if data_format is _PICKLED:
+        for key, value in data.items():
+            chunks = _pickle_chunks(value)
+            size += sum(len(c) for c in chunks)
+            entries.append((key, chunks))
+    else:
+        encode = _codec.CODEC.encode_json
+        for key, value in data.items():
+            text = encode(key, value)
+            size += len(text)
+            entries.append((key, PreEncodedJson(text)))
+    return entries, size
+
+
+def _write_checkpoint(job: _Job) -> None:
+    assert job.data_format is not None
+    write_envelope(job.target, _encoded(job.entries), job.data_format, job.fsync)
+
+
+def _write_result(job: _Job) -> None:
+    # The merge with the saved results happens now, under the directory lock, exactly as
+    # save_job_result does it; only the new values were encoded by the caller.
+    path = job.target
+    snapshot_format = job.snapshot_format
+    requested = job.data_format
+    with _locked_directory(os.path.dirname(path) or "."):
+        # As save_job_result: plaintext results about to be pickled are parsed exactly.
+        existing_format, existing = _read_existing_results(path, exact=requested is _PICKLED)
+        if existing_format is _PICKLED:
+            if requested is _PLAINTEXT:
+                raise TypeError(
+                    "Cannot update results object serialized with pickled_v4 using data "
+                    "format plaintext."
+                )
+            fmt = _PICKLED
+        else:
+            fmt = requested or _PLAINTEXT
+        new: dict[str, Any] = dict(_encoded(job.entries))
+        if snapshot_format is not fmt:
+            if snapshot_format is _PICKLED:
+                # Our own pickles of the caller's values (never a file's): safe to load.
+                new = {k: pickle.loads(v.payload) for k, v in new.items()}  # noqa: S301
+            else:
+                raise TypeError(
+                    f"Cannot save these results in the background: {path} became pickled "
+                    "after the call (another writer), and the values were snapshotted as "
+                    "plaintext. Pass data_format=PersistedJobDataFormat.PICKLED_V4, or save "
+                    "synchronously."
+                )
+        write_envelope(path, (existing | new).items(), fmt, job.fsync)
+
+
+def save_job_checkpoint_async(
+    checkpoint_data: dict[str, Any],
+    checkpoint_file_suffix: str = "",
+    data_format: PersistedJobDataFormat = PersistedJobDataFormat.PLAINTEXT,
+) -> SaveFuture:
+    """``save_job_checkpoint`` off the critical path: snapshots now, writes in the background.
+
+    The arguments are checked, the file path resolved (from the environment variables as
+    they are now) and every value pickled or JSON-encoded before the call returns, so the
+    caller may change ``checkpoint_data`` right after. The file written holds the same bytes
+    as ``save_job_checkpoint`` would write.
+
+    Returns:
+        SaveFuture: Resolves to the path written, or to ``SUPERSEDED`` if a newer save of the
+        same checkpoint file replaced this one before it started; or to the write's error.
+
+    Raises:
+        ValueError: Empty ``checkpoint_data``, a name that would leave the directory, a
+            circular reference; or an earlier background save's unretrieved error.
+        TypeError: An unsupported ``data_format`` or a value it cannot hold (now, not later).
+        Exception: An earlier background save's error that nobody retrieved (this call then
+            saves nothing).
+    """
+    _WRITER.raise_unobserved()
+    if not checkpoint_data:
+        raise ValueError("The checkpoint_data argument cannot be empty.")
+    fmt = coerce_format(data_format)
+    path = checkpoint_path(get_job_name(), checkpoint_file_suffix)
+    data = coerce_keys(dict(checkpoint_data))
+    entries, size = _snapshot(data, fmt)
+    job = _Job(
+        target=path,
+        write=_write_checkpoint,
+        entries=entries,
+        data_format=fmt,
+        fsync=fsync_enabled(),
+        size=size,
+        future=SaveFuture(),
+        supersedable=True,
+        snapshot_format=fmt,
+    )
+    return _WRITER.submit(job)
+
+
+def save_job_result_async(
+    result_data: dict[str, Any] | Any,
+    data_format: PersistedJobDataFormat | None = None,
+) -> SaveFuture:
+    """``save_job_result`` off the critical path: snapshots now, merges and writes later.
+
+    The new values are pickled or JSON-encoded before the call returns; the merge with the
+    results already saved happens in the background, under the same lock as
+    ``save_job_result``, so the file ends up as the synchronous saves, made in the same
+    order, would leave it.
+
+    With ``data_format=None`` the format follows the saved results (pickled if they are),
+    judged at call time from the file and the saves still queued for it. If another process
+    turns the file pickled in between, a plaintext snapshot cannot follow: the Future then
+    fails with a TypeError (pass the format explicitly to avoid it).
+
+    Returns:
+        SaveFuture: Resolves to the path written, or to the write's error.
+
+    Raises:
+        TypeError: An unsupported ``data_format`` or a value it cannot hold.
+        ValueError: A key the reference refuses, or a circular reference.
+        Exception: An earlier background save's error that nobody retrieved (this call then
+            saves nothing).
+    """
+    _WRITER.raise_unobserved()
+    if not isinstance(result_data, dict):
+        result_data = {"result": result_data}
+    requested = None if data_format is None else coerce_format(data_format)
+    path = results_path()
+    data = coerce_keys(dict(result_data))
+    fmt = _WRITER.expected_result_format(path, requested)
+    entries, size = _snapshot(data, fmt)
+    job = _Job(
+        target=path,
+        write=_write_result,
+        entries=entries,
+        data_format=requested,
+        fsync=fsync_enabled(),
+        size=size,
+        future=SaveFuture(),
+        supersedable=False,
+        snapshot_format=fmt,
+    )
+    future = _WRITER.submit(job)
+    _WRITER.note_result_format(path, fmt, job.seq)
+    return future
+
+
+def wait_for_saves(timeout: float | None = None) -> None:
+    """Waits until every background save made before this call is written.
+
+    Raises:
+        TimeoutError: If ``timeout`` seconds pass first.
+        Exception: The error of a background save that failed and that nobody retrieved from
+            its Future (raised once).
+    """
+    _WRITER.wait(timeout)
+    _WRITER.raise_unobserved()
+
+
+def _drain_at_exit() -> None:
+    thread = _WRITER.thread
+    if thread is None or not thread.is_alive():
+        return
+    try:
+        _WRITER.wait(None)
+    except BaseException:  # the interpreter is exiting
+        return
+    with _WRITER.cond:
+        failures = [f for f in _WRITER.failures if not f.observed]
+        _WRITER.failures.clear()
+    for failure in failures:
+        exc = failure.exception
+        print(
+            f"jobpersist: a background save failed: {type(exc).__name__}: {exc}",
+            file=sys.stderr,
+        )
+
+
+atexit.register(_drain_at_exit)
