@@ -22,6 +22,7 @@ test: setup test-rust test-python
 
 test-rust:
 	cargo test -p jobpersist-core --quiet
+	cargo test -p jobpersist-core --quiet --test python_parity -- --ignored
 
 test-python:
 	$(PY) -m pytest -q

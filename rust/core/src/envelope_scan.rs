@@ -138,6 +138,40 @@ mod tests {
         assert!(scan_pickled(plaintext).is_none());
     }
 
+    fn spans_are_sane(data: &[u8], entries: &[Entry]) {
+        let mut last = HEAD.len();
+        for e in entries {
+            assert!(last <= e.key.0 && e.key.0 <= e.key.1 && e.key.1 < e.value.0);
+            assert!(e.value.0 <= e.value.1 && e.value.1 < data.len());
+            assert_eq!(data[e.value.1], b'"');
+            last = e.value.1;
+        }
+    }
+
+    proptest::proptest! {
+        // The loader's fuzz target: arbitrary bytes after a valid head, and arbitrary
+        // single-byte damage to a valid envelope, never panic, and spans stay in bounds.
+        #[test]
+        fn arbitrary_input_never_panics(tail in proptest::collection::vec(proptest::num::u8::ANY, 0..400)) {
+            let mut data = HEAD.to_vec();
+            data.extend_from_slice(&tail);
+            if let Some(entries) = scan_pickled(&data) {
+                spans_are_sane(&data, &entries);
+            }
+            let _ = scan_pickled(&tail);
+        }
+
+        #[test]
+        fn damaged_envelopes_never_panic(pos in 0usize..200, byte in proptest::num::u8::ANY) {
+            let mut data = envelope(r#""a": "QQ==\n", "b\u00e9": "Qg==\n""#);
+            let at = pos % data.len();
+            data[at] = byte;
+            if let Some(entries) = scan_pickled(&data) {
+                spans_are_sane(&data, &entries);
+            }
+        }
+    }
+
     #[test]
     fn every_truncation_is_refused_or_consistent() {
         let data = envelope(r#""a": "QQ==\n", "b": "Qg==\n""#);
