@@ -1,8 +1,8 @@
 """Shared fixtures of the jobpersist test suite.
 
 * ``backend``: runs a test once per codec ("native", "python"). The native leg FAILS when the
-  compiled ``jobpersist._native`` cannot be imported, unless ``JOBPERSIST_BACKEND=python`` is
-  set explicitly (a pure-Python run), in which case it is skipped.
+  compiled ``jobpersist._native`` cannot be imported. An explicit pure-Python run
+  (``JOBPERSIST_BACKEND=python``) skips the native leg.
 * ``job_env``: the job's environment variables pointing at fresh temp directories.
 * ``twin``: runs the same operation through jobpersist and through the reference
   (``braket.jobs.data_persistence``), each in its own directories, and compares the outcome
@@ -72,10 +72,13 @@ def native_available() -> bool:
 
 
 def require_backend(name: str) -> None:
-    """Fails (or, on an explicit pure-Python run, skips) when ``name`` cannot be used."""
-    if name == "native" and not native_available():
-        if python_only_run():
-            pytest.skip("JOBPERSIST_BACKEND=python: the native leg is skipped")
+    """Skips the native leg on an explicit pure-Python run (JOBPERSIST_BACKEND=python);
+    otherwise fails it when the compiled module cannot be imported."""
+    if name != "native":
+        return
+    if python_only_run():
+        pytest.skip("JOBPERSIST_BACKEND=python: the native leg is skipped")
+    if not native_available():
         pytest.fail(
             "the compiled module jobpersist._native cannot be imported; set "
             "JOBPERSIST_BACKEND=python to run the pure-Python backend only",
@@ -184,6 +187,8 @@ def canon(value: Any, _active: frozenset[int] = frozenset()) -> Any:
     cls = type(value)
     if cls is float:
         return ("float", value.hex() if not math.isnan(value) else "nan")
+    if cls is int:
+        return ("int", hex(value))  # repr() refuses ints of more than 4300 digits
     if isinstance(value, (dict, list, tuple, deque, set, frozenset)):
         if id(value) in _active:
             return ("<cycle>",)

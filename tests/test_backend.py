@@ -8,12 +8,11 @@ are skipped.
 
 from __future__ import annotations
 
-import importlib
 import subprocess
 import sys
 
 import pytest
-from conftest import child_env, python_only_run
+from conftest import child_env, python_only_run, require_backend
 
 import jobpersist
 from jobpersist import _codec
@@ -82,15 +81,9 @@ def test_bogus_backend_raises_import_error_in_process() -> None:
 
 @pytest.mark.parametrize("name", ["native", "python"])
 def test_use_switches_backend(name: str) -> None:
+    require_backend(name)
     previous = (_codec.BACKEND, _codec.CODEC)
     try:
-        if name == "native":
-            try:
-                importlib.import_module("jobpersist._native")
-            except ImportError:
-                if python_only_run():
-                    pytest.skip("JOBPERSIST_BACKEND=python")
-                raise
         _codec.use(name)
         assert jobpersist.BACKEND == name == _codec.BACKEND
     finally:

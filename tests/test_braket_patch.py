@@ -11,7 +11,7 @@ import pytest
 from conftest import JobEnv
 
 import jobpersist
-from jobpersist import braket_patch, data_persistence
+from jobpersist import _results, braket_patch, data_persistence
 
 NAMES = ("save_job_checkpoint", "load_job_checkpoint", "save_job_result", "load_job_result")
 
@@ -43,6 +43,7 @@ class WriteCounter:
             original(path, *args)
 
         monkeypatch.setattr(data_persistence, "write_envelope", write)
+        monkeypatch.setattr(_results, "write_envelope", write)
 
 
 def user_code_save_and_load() -> tuple[dict[str, Any], dict[str, Any]]:

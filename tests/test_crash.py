@@ -183,3 +183,33 @@ def test_concurrent_result_merges_lose_nothing(
     assert len(loaded) == len(expected)
     assert loaded == expected
     assert os.listdir(results) == ["results.json"]
+
+
+def test_threads_merging_results_lose_nothing(
+    tmp_path: Path, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    monkeypatch.setenv("AMZN_BRAKET_JOB_RESULTS_DIR", str(tmp_path))
+    threads, count = 6, 20
+    errors: list[BaseException] = []
+    start = threading.Barrier(threads)
+
+    def work(worker: int) -> None:
+        try:
+            start.wait()
+            for i in range(count):
+                fmt = "pickled_v4" if worker == 0 and i == 0 else None
+                jobpersist.save_job_result({f"t{worker}_k{i}": [worker, i]}, fmt)
+        except BaseException as exc:
+            errors.append(exc)
+
+    pool = [threading.Thread(target=work, args=(w,)) for w in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    assert not errors, errors
+    loaded = jobpersist.load_job_result(allow_pickle=True)
+    assert loaded == {f"t{w}_k{i}": [w, i] for w in range(threads) for i in range(count)}
+    assert os.listdir(tmp_path) == ["results.json"]

@@ -90,13 +90,14 @@ def test_checkpoint_corpus(twin: Twin, name: str, value: Any, fmt: str) -> None:
     ("name", "value"), PYDANTIC_CORPUS, ids=[name for name, _ in PYDANTIC_CORPUS]
 )
 def test_checkpoint_pydantic_values(twin: Twin, name: str, value: Any) -> None:
-    # BUG (src/jobpersist/_conversion.py, convert_default / _ENCODERS): the reference writes
+    # Regression (bug found by this suite, fixed in 00066fc; src/jobpersist/_conversion.py,
+    # convert_default / _ENCODERS): the reference writes
     # through pydantic v1's encoder, which turns pydantic v1 models (every braket schema
     # object: BraketSchemaHeader, task results, ...) into their .dict(), and SecretStr,
     # SecretBytes, Color, NameEmail into str; jobpersist raises TypeError for all of them.
     # Repro: save_job_checkpoint({"k": BraketSchemaHeader(name="x", version="1")})
     #   -> TypeError; the reference writes {"k": {"name": "x", "version": "1"}}.
-    # (Fixed in 00066fc.) Still open: custom-root models. The reference's .dict() phase
+    # Regression (fixed after 45758b4): custom-root models. The reference's .dict() phase
     # unwraps "__root__"; jobpersist writes it. Repro:
     #   class R(pydantic.v1.BaseModel): __root__: list
     #   save_job_checkpoint({"k": R(__root__=[1])})
@@ -109,7 +110,8 @@ def test_checkpoint_pydantic_values(twin: Twin, name: str, value: Any) -> None:
     ("name", "value"), SET_ITEMS_CORPUS, ids=[name for name, _ in SET_ITEMS_CORPUS]
 )
 def test_checkpoint_sets_of_converted_items(twin: Twin, name: str, value: Any) -> None:
-    # BUG (src/jobpersist/_conversion.py, _Walker.walk_sequence): jobpersist converts a set's
+    # Regression (bug found by this suite, fixed in 00066fc; _Walker.walk_sequence then):
+    # jobpersist converted a set's
     # items before it rebuilds the set, the reference rebuilds the set from its items as they
     # are (tuples stay tuples) and converts them after ``list(the_set)``. So sets of tuples,
     # frozensets or frozen dataclasses raise TypeError ("unhashable type: 'list'") where the
@@ -233,7 +235,8 @@ def test_result_merges_pickle_only_corpus(twin: Twin, name: str, value: Any) -> 
 
 
 def test_merge_plaintext_over_pickled_repeated_strings(twin: Twin) -> None:
-    # BUG (src/jobpersist/_envelope.py, loads via orjson): merging into pickled results
+    # Regression (bug found by this suite, fixed in 00066fc; _envelope.loads via orjson):
+    # merging into pickled results
     # parses the existing plaintext with orjson, whose string objects differ in identity from
     # json.loads' (json.loads shares one-character strings and repeated dict keys); pickle
     # memoizes by identity, so the pickles differ from the reference's. Repro:
@@ -244,7 +247,7 @@ def test_merge_plaintext_over_pickled_repeated_strings(twin: Twin) -> None:
 
 
 def test_merge_plaintext_over_pickled_repeated_long_keys(twin: Twin) -> None:
-    # BUG: same cause as above, with dict keys longer than orjson's key cache (64 bytes).
+    # Regression: same cause as above, with dict keys longer than orjson's key cache.
     key = "k" * 70
     twin.step(save_result({"v": [{key: 1}, {key: 2}]}))
     twin.step(save_result({"w": 1}, "pickled_v4"))
@@ -474,3 +477,14 @@ def test_target_is_a_directory(twin: Twin) -> None:
         assert [p.name for p in directory.iterdir()] == [
             "test-job.json" if directory.name == "checkpoints" else "results.json"
         ]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_int_string_conversion_limit(twin: Twin, fmt: str) -> None:
+    # Python refuses to write ints of more than 4300 digits as text (ValueError): the
+    # reference fails on them in plaintext; both write them pickled.
+    for value in (10**4299, -(10**4299), 10**5000, {"k": [10**5000]}, {10**5000: 1}):
+        twin.step(save_checkpoint({"v": value}, fmt))
+        twin.step(save_result({"v": value}, fmt))
+    twin.step(save_checkpoint({10**5000: 1}, fmt))
+    twin.step(load_checkpoint())

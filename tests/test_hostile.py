@@ -207,7 +207,8 @@ def test_every_truncation(job_env: JobEnv, fmt: str) -> None:
 
 @pytest.mark.parametrize("fmt", list(SMALL_FILES))
 def test_random_bit_flips(job_env: JobEnv, fmt: str) -> None:
-    # BUG (the canonical-envelope scan, scan_pickled, in both codecs): it checks the layout
+    # Regression (bug found by this suite, fixed in 00066fc; the canonical-envelope scan,
+    # scan_pickled, in both codecs): it checks the layout
     # but not the content of the values, so a pickled file whose value holds what a JSON
     # string cannot (a flipped bit turning a base64 "X"/"T"/"L" into a backslash, i.e. an
     # invalid escape; a control character; bytes that are not UTF-8) is taken as a valid
@@ -232,7 +233,7 @@ def test_random_bit_flips(job_env: JobEnv, fmt: str) -> None:
 
 
 def test_merge_over_invalid_escape_in_value(job_env: JobEnv) -> None:
-    # BUG: see test_random_bit_flips. Repro:
+    # Regression: see test_random_bit_flips. Repro:
     #   results.json = '{"braketSchemaHeader": {...}, "dataDictionary": {"a": "gAR\\qAS4=\\n"},
     #                   "dataFormat": "pickled_v4"}'   (an invalid JSON escape "\q")
     #   save_job_result({"b": 1}) succeeds and writes a file json.loads cannot read.
@@ -249,7 +250,7 @@ def test_merge_over_invalid_escape_in_value(job_env: JobEnv) -> None:
 
 
 def test_damaged_value_without_allow_pickle(job_env: JobEnv) -> None:
-    # BUG: see test_random_bit_flips. Repro: a pickled results.json with one byte of a value
+    # Regression: see test_random_bit_flips. Repro: a pickled results.json with one byte of a value
     # replaced by 0xE7 (not UTF-8): load_job_result() raises RuntimeError (asking for
     # allow_pickle=True), the reference a ValueError (UnicodeDecodeError).
     good = envelope({"a": b64(1), "b": b64("x")}, "pickled_v4")
@@ -533,7 +534,8 @@ NONCANONICAL_PLAINTEXT: dict[str, bytes] = {
     "data_dictionary_pairs": envelope([["a", 1], [2, "two"], [1.5, None], [True, "t"]]),
     "data_dictionary_string_pairs": envelope(["ab", "cd"]),
     "crlf": envelope({"a": [1, 2]}, indent=1).replace(b"\n", b"\r\n"),
-    # BUG (src/jobpersist/_envelope.py, validate_envelope): the reference's pydantic v1
+    # Regression (bug found by this suite, fixed in dd2bcf5; _envelope.validate_envelope):
+    # the reference's pydantic v1
     # schema accepts anything dict() accepts for the envelope and for its header (lists of
     # pairs); jobpersist refuses them with ValueError. Repro: a results.json holding
     #   [["dataDictionary", {"a": 1}], ["dataFormat", "plaintext"]]

@@ -113,7 +113,7 @@ class Point:
 
 
 class Plain(enum.Enum):
-    ONE = {"one": 1}
+    ONE = {"one": 1}  # noqa: RUF012 - an enum whose value needs converting
 
 
 Pair = collections.namedtuple("Pair", "a b")
@@ -266,7 +266,11 @@ def test_converted_types(tmp_path: Path) -> None:
 
 
 def test_streams_large_values(tmp_path: Path) -> None:
-    value = {"s": ["x" * 1000] * 5000, "n": list(range(300_000)), "d": {str(i): i for i in range(10**5)}}
+    value = {
+        "s": ["x" * 1000] * 5000,
+        "n": list(range(300_000)),
+        "d": {str(i): i for i in range(10**5)},
+    }
     assert assert_same(tmp_path, value) == json.dumps(value).encode("ascii")
 
 
@@ -295,7 +299,10 @@ def test_depth_limit_matches_max_depth(tmp_path: Path) -> None:
     try:
         assert assert_same(tmp_path, nest(512, "dict")) == json.dumps(nest(512, "dict")).encode()
         assert assert_same(tmp_path, nest(513, "dict")) is ValueError
-        assert assert_same(tmp_path, nest(500, "list", leaf=MyList([1]))) == b"[" * 501 + b"1" + b"]" * 501
+        assert (
+            assert_same(tmp_path, nest(500, "list", leaf=MyList([1])))
+            == b"[" * 501 + b"1" + b"]" * 501
+        )
     finally:
         sys.setrecursionlimit(limit)
 
@@ -310,7 +317,9 @@ def test_circular_references(tmp_path: Path) -> None:
     inner: dict[str, Any] = {}
     outer = {"a": [inner]}
     inner["back"] = outer
-    with pytest.raises(ValueError, match=r"Circular reference detected at \['k'\]\['a'\]\[0\]\['back'\]"):
+    with pytest.raises(
+        ValueError, match=r"Circular reference detected at \['k'\]\['a'\]\[0\]\['back'\]"
+    ):
         _native.encode_json("k", outer)
     assert assert_same(tmp_path, outer) is ValueError
 

@@ -293,7 +293,8 @@ def test_circular_reference_pickled_roundtrips(job_env: JobEnv, kind: str) -> No
 def test_very_deep_nesting(job_env: JobEnv, fmt: str, build: Any) -> None:
     # 100000 levels: a ValueError, or a file written that loads back; never a RecursionError
     # (nor a crash of the interpreter). The old files stay as they were on a refusal.
-    # BUG (pickled_v4): pickle's RecursionError escapes save_job_checkpoint/save_job_result;
+    # Regression (bug found by this suite, fixed in 00066fc): with pickled_v4, pickle's
+    # RecursionError escaped save_job_checkpoint/save_job_result;
     # their docstrings promise ValueError for too deep nesting. Repro:
     #   v = []; [v := [v] for _ in range(100_000)]
     #   save_job_checkpoint({"a": v}, data_format="pickled_v4")  -> RecursionError

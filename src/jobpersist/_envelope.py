@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import pickle
-import re
 from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
@@ -113,9 +112,32 @@ def write_envelope(
     writer.commit()
 
 
-# An integer literal that orjson would turn into a float (beyond 64 bits): such a file takes
-# the exact path. Long digit runs inside floats or strings only cost a slower parse.
-_LONG_INT = re.compile(rb"(?<![\w.+\-])-?\d{19,}")
+# orjson turns integer literals beyond 64 bits into floats; json.loads keeps them exact. Any
+# run of 19+ digits that is not a fraction, an exponent or inside a word may be such a
+# literal: the file then takes the exact path (a false alarm only costs speed). Mapping every
+# digit to "0" first lets bytes.find, which is fast, look for the runs.
+_DIGITS_TO_ZERO = bytes.maketrans(b"0123456789", b"0" * 10)
+_LONG_RUN = b"0" * 19
+_NOT_AN_INT_BEFORE = (
+    frozenset(b".eE_+") | frozenset(range(0x41, 0x5B)) | frozenset(range(0x61, 0x7B))
+)
+_NOT_AN_INT_AFTER = frozenset(b".eE")
+
+
+def _may_hold_long_int(data: bytes) -> bool:
+    zeros = data.translate(_DIGITS_TO_ZERO)
+    pos = zeros.find(_LONG_RUN)
+    while pos >= 0:
+        # find() returns the leftmost match: pos starts a run of digits.
+        end = pos + len(_LONG_RUN)
+        while end < len(data) and zeros[end] == 0x30:
+            end += 1
+        before = data[pos - 1] if pos else 0x20
+        after = data[end] if end < len(data) else 0x20
+        if before not in _NOT_AN_INT_BEFORE and after not in _NOT_AN_INT_AFTER:
+            return True
+        pos = zeros.find(_LONG_RUN, end)
+    return False
 
 
 def loads(data: bytes, exact: bool = False) -> Any:
@@ -127,7 +149,7 @@ def loads(data: bytes, exact: bool = False) -> Any:
     Raises:
         ValueError: If ``data`` is not JSON the reference would parse.
     """
-    if not exact and not _LONG_INT.search(data):
+    if not exact and not _may_hold_long_int(data):
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError:

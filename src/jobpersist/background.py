@@ -44,7 +44,7 @@ from jobpersist._conversion import coerce_keys
 from jobpersist._envelope import PreEncodedJson, PrePickled, write_envelope
 from jobpersist._environment import checkpoint_path, get_job_name, results_path
 from jobpersist._format import PersistedJobDataFormat, coerce_format
-from jobpersist.data_persistence import _locked_directory, _read_existing_results
+from jobpersist._results import merge_results
 
 __all__ = [
     "SUPERSEDED",
@@ -405,36 +405,26 @@ def _write_checkpoint(job: _Job) -> None:
 
 
 def _write_result(job: _Job) -> None:
-    # The merge with the saved results happens now, under the directory lock, exactly as
-    # save_job_result does it; only the new values were encoded by the caller.
+    # The merge with the saved results happens now, under the directory lock, by the same
+    # code as save_job_result; only the new values were encoded by the caller.
     path = job.target
     snapshot_format = job.snapshot_format
-    requested = job.data_format
-    with _locked_directory(os.path.dirname(path) or "."):
-        # As save_job_result: plaintext results about to be pickled are parsed exactly.
-        existing_format, existing = _read_existing_results(path, exact=requested is _PICKLED)
-        if existing_format is _PICKLED:
-            if requested is _PLAINTEXT:
-                raise TypeError(
-                    "Cannot update results object serialized with pickled_v4 using data "
-                    "format plaintext."
-                )
-            fmt = _PICKLED
-        else:
-            fmt = requested or _PLAINTEXT
+
+    def new_values(data_format: PersistedJobDataFormat) -> dict[str, Any]:
         new: dict[str, Any] = dict(_encoded(job.entries))
-        if snapshot_format is not fmt:
-            if snapshot_format is _PICKLED:
-                # Our own pickles of the caller's values (never a file's): safe to load.
-                new = {k: pickle.loads(v.payload) for k, v in new.items()}  # noqa: S301
-            else:
-                raise TypeError(
-                    f"Cannot save these results in the background: {path} became pickled "
-                    "after the call (another writer), and the values were snapshotted as "
-                    "plaintext. Pass data_format=PersistedJobDataFormat.PICKLED_V4, or save "
-                    "synchronously."
-                )
-        write_envelope(path, (existing | new).items(), fmt, job.fsync)
+        if snapshot_format is data_format:
+            return new
+        if snapshot_format is _PICKLED:
+            # Our own pickles of the caller's values (never a file's): safe to load.
+            return {k: pickle.loads(v.payload) for k, v in new.items()}  # noqa: S301
+        raise TypeError(
+            f"Cannot save these results in the background: {path} became pickled "
+            "after the call (another writer), and the values were snapshotted as "
+            "plaintext. Pass data_format=PersistedJobDataFormat.PICKLED_V4, or save "
+            "synchronously."
+        )
+
+    merge_results(path, job.data_format, new_values, job.fsync)
 
 
 def save_job_checkpoint_async(

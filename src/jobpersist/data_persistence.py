@@ -3,19 +3,17 @@ with atomic durable writes, merges that never unpickle, and names that stay insi
 
 from __future__ import annotations
 
-import fcntl
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from jobpersist import _codec
 from jobpersist._atomic import fsync_enabled
 from jobpersist._conversion import coerce_keys
-from jobpersist._envelope import RawPickled, parse_envelope, write_envelope
+from jobpersist._envelope import parse_envelope, write_envelope
 from jobpersist._environment import checkpoint_path, get_job_name, results_path
 from jobpersist._format import PersistedJobDataFormat, coerce_format
+from jobpersist._results import merge_results
 from jobpersist.serialization import (
     decode_pickled_text,
     require_pickle_allowed,
@@ -155,24 +153,7 @@ def save_job_result(
     if not isinstance(result_data, dict):
         result_data = {"result": result_data}
     requested = None if data_format is None else coerce_format(data_format)
-    path = results_path()
-    with _locked_directory(os.path.dirname(path) or "."):
-        # Plaintext results about to be pickled are parsed exactly as the reference parses
-        # them: pickle's memo depends on which equal strings are one object.
-        existing_format, existing = _read_existing_results(
-            path, exact=requested is PersistedJobDataFormat.PICKLED_V4
-        )
-        if existing_format is PersistedJobDataFormat.PICKLED_V4:
-            if requested is PersistedJobDataFormat.PLAINTEXT:
-                raise TypeError(
-                    "Cannot update results object serialized with pickled_v4 using data "
-                    "format plaintext."
-                )
-            requested = PersistedJobDataFormat.PICKLED_V4
-        merged = coerce_keys(existing | result_data)
-        write_envelope(
-            path, merged.items(), requested or PersistedJobDataFormat.PLAINTEXT, fsync_enabled()
-        )
+    merge_results(results_path(), requested, lambda _: result_data, fsync_enabled())
 
 
 def _load(path: str, allow_pickle: bool) -> dict[str, Any]:
@@ -206,34 +187,3 @@ def _decode_parsed(
         require_pickle_allowed(allow_pickle)
         return {k: unpickle_value(k, decode_pickled_text(k, v)) for k, v in dictionary.items()}
     return dictionary
-
-
-def _read_existing_results(
-    path: str, exact: bool
-) -> tuple[PersistedJobDataFormat | str, dict[str, Any]]:
-    try:
-        file = _codec.CODEC.read_file(path)
-    except FileNotFoundError:
-        return PersistedJobDataFormat.PLAINTEXT, {}
-    data = file.bytes()
-    data_format, dictionary = parse_envelope(data, exact)
-    if data_format is PersistedJobDataFormat.PICKLED_V4:
-        for key, value in dictionary.items():
-            if not isinstance(value, str):
-                raise ValueError(
-                    f"Cannot update results: the value of key {key!r} in {path} is not a "
-                    "base64 string."
-                )
-        return data_format, {k: RawPickled(v) for k, v in dictionary.items()}
-    return data_format, dictionary
-
-
-@contextmanager
-def _locked_directory(directory: str) -> Iterator[None]:
-    # The directory itself is the lock, so no lock file ever appears among the results.
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
