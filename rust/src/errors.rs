@@ -25,7 +25,7 @@ pub fn to_pyerr(err: Error) -> PyErr {
             }
         }
         Error::Decode { offset, reason } => {
-            PyValueError::new_err(format!("invalid base64 at byte {offset}: {reason}"))
+            PyValueError::new_err(format!("invalid base64 at byte {offset} ({reason})"))
         }
     }
 }

@@ -90,14 +90,21 @@ impl NativeFileData {
                 let mut dst = 0;
                 let mut lengths = Vec::with_capacity(spans.len());
                 let mut last_end = 0;
-                for &(start, end) in &spans {
+                for (index, &(start, end)) in spans.iter().enumerate() {
                     if start < last_end {
                         return Err(Error::Decode {
                             offset: start,
                             reason: "spans out of order".into(),
                         });
                     }
-                    let n = decode_in_place(&mut data, start, end, dst)?;
+                    // Offsets in errors count from the start of the file, not of the value.
+                    let n = decode_in_place(&mut data, start, end, dst).map_err(|e| match e {
+                        Error::Decode { offset, reason } => Error::Decode {
+                            offset: start + offset,
+                            reason: format!("value {index}: {reason}"),
+                        },
+                        other => other,
+                    })?;
                     lengths.push(n);
                     dst += n;
                     last_end = end;

@@ -169,12 +169,16 @@ def _load(path: str, allow_pickle: bool) -> dict[str, Any]:
         require_pickle_allowed(allow_pickle)
     try:
         payloads = file.decode_values(spans)
-    except ValueError:
+    except ValueError as strict:
         # Valid JSON need not be strict base64 (other escapes, stray characters): the
         # exact path decodes it as the reference does, or fails as it does.
         del file
         with open(path, "rb") as f:
-            return _decode_parsed(parse_envelope(f.read()), allow_pickle)
+            data = f.read()
+        try:
+            return _decode_parsed(parse_envelope(data), allow_pickle)
+        except ValueError as exc:
+            raise ValueError(f"{exc} [{path}: {strict}]") from exc
     del file  # The file's memory goes before the values are unpickled.
     return {key: unpickle_value(key, payload) for key, payload in zip(keys, payloads, strict=True)}
 
