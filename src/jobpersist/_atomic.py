@@ -5,6 +5,7 @@ Both implementations name their temp files alike, so each removes the other's le
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import stat
@@ -58,10 +59,24 @@ def fsync_directory(directory: str) -> None:
         os.close(fd)
 
 
+def _resolve_symlinks(target: str) -> str:
+    """Follows symlinks at the last component, so the save replaces the file a link points
+    to (as writing through the link would) and keeps the link itself."""
+    path = target
+    for _ in range(40):  # the kernel's own limit on links followed in one lookup
+        if not os.path.islink(path):
+            return path
+        link = os.readlink(path)
+        path = os.path.join(os.path.dirname(path), link)  # an absolute link replaces all
+    raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), target)
+
+
 class AtomicFile:
     """A temp file beside ``target`` that replaces it on ``commit`` and vanishes on ``abort``."""
 
     def __init__(self, target: str, fsync: bool) -> None:
+        shown = target
+        target = _resolve_symlinks(target)
         self.target = target
         self.fsync = fsync
         self.directory = os.path.dirname(target) or "."
@@ -77,7 +92,7 @@ class AtomicFile:
             except FileExistsError:
                 continue
             except OSError as exc:
-                raise _with_filename(exc, target) from None
+                raise _with_filename(exc, shown) from None
         try:
             mode = stat.S_IMODE(os.stat(target).st_mode)
         except FileNotFoundError:

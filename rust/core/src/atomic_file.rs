@@ -35,6 +35,31 @@ pub struct AtomicFile {
     fsync: bool,
 }
 
+/// Symlinks resolved at the last path component, so the save replaces the
+/// file a link points to (as writing through the link would) and keeps the
+/// link itself.
+fn resolve_symlinks(target: &Path) -> Result<PathBuf> {
+    let mut path = target.to_path_buf();
+    // The kernel's own limit on links followed in one lookup.
+    for _ in 0..40 {
+        match fs::symlink_metadata(&path) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let link = fs::read_link(&path).map_err(|e| Error::io("readlink", target, e))?;
+                path = match path.parent() {
+                    Some(parent) if link.is_relative() => parent.join(link),
+                    _ => link,
+                };
+            }
+            _ => return Ok(path),
+        }
+    }
+    Err(Error::io(
+        "open",
+        target,
+        std::io::Error::from_raw_os_error(libc::ELOOP),
+    ))
+}
+
 fn split_target(target: &Path) -> Result<(PathBuf, &OsStr)> {
     let name = target.file_name().ok_or_else(|| {
         Error::io(
@@ -120,13 +145,16 @@ impl AtomicFile {
     ///
     /// [`commit`]: AtomicFile::commit
     pub fn create(target: &Path, fsync: bool) -> Result<AtomicFile> {
+        let shown = target;
+        let resolved = resolve_symlinks(target)?;
+        let target = resolved.as_path();
         let (dir, name) = split_target(target)?;
         remove_stale_temps(&dir, name);
 
         let existing_mode = match fs::metadata(target) {
             Ok(m) => Some(m.permissions().mode() & 0o7777),
             Err(e) if e.kind() == ErrorKind::NotFound => None,
-            Err(e) => return Err(Error::io("stat", target, e)),
+            Err(e) => return Err(Error::io("stat", shown, e)),
         };
 
         let mut base = temp_prefix(name);
@@ -156,17 +184,17 @@ impl AtomicFile {
                     if let Some(mode) = existing_mode {
                         af.file()?
                             .set_permissions(fs::Permissions::from_mode(mode))
-                            .map_err(|e| Error::io("fchmod", target, e))?;
+                            .map_err(|e| Error::io("fchmod", shown, e))?;
                     }
                     return Ok(af);
                 }
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => last_err = Some(e),
-                Err(e) => return Err(Error::io("open", target, e)),
+                Err(e) => return Err(Error::io("open", shown, e)),
             }
         }
         Err(Error::io(
             "open",
-            target,
+            shown,
             last_err.unwrap_or_else(|| std::io::Error::from_raw_os_error(libc::EEXIST)),
         ))
     }
@@ -255,6 +283,31 @@ impl AtomicFile {
 impl Drop for AtomicFile {
     fn drop(&mut self) {
         self.discard();
+    }
+}
+
+#[cfg(test)]
+mod symlink_tests {
+    use super::*;
+
+    #[test]
+    fn a_symlinked_target_is_replaced_through_the_link() {
+        let dir = std::env::temp_dir().join(format!("jp-core-link-{}", std::process::id()));
+        fs::create_dir_all(dir.join("real")).unwrap();
+        let real = dir.join("real").join("ckpt.json");
+        fs::write(&real, b"old").unwrap();
+        let link = dir.join("link.json");
+        let _ = fs::remove_file(&link);
+        std::os::unix::fs::symlink("real/ckpt.json", &link).unwrap();
+        let mut f = AtomicFile::create(&link, false).unwrap();
+        f.write_all(b"new").unwrap();
+        f.commit().unwrap();
+        assert!(fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(fs::read(&real).unwrap(), b"new");
+        fs::remove_dir_all(&dir).unwrap();
     }
 }
 
