@@ -13,9 +13,11 @@ $(VENV)/bin/python:
 setup: $(VENV)/bin/python
 	$(PIP) install --quiet -e '.[test,dev,bench]'
 
-## demo: set up, then save and load a big checkpoint with jobpersist and the reference
+## demo: set up, save and load a big checkpoint with jobpersist and the reference, then
+## `jobpersist bench`: the timing table and chart (bench.png) of native, python and reference
 demo: setup
 	$(PY) examples/checkpoint_demo.py
+	$(VENV)/bin/jobpersist bench --plot bench.png
 
 ## test: set up, then the Rust core's tests and the whole pytest suite (both backends)
 test: setup test-rust test-python

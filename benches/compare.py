@@ -94,7 +94,8 @@ def worker(impl: str, case: str, op: str, size: int, directory: str) -> dict[str
     if impl == "floor":
         (value,) = data.values()
         if op == "save":
-            # pickle.dumps, then one write of as many bytes as the checkpoint file holds.
+            # pickle.dumps, then one write of as many bytes as the checkpoint file holds (in
+            # 4 MiB pieces, as any streaming writer does; one 350 MB write() is slower here).
             nbytes = os.path.getsize(path)
             blob = b"\0" * nbytes
             target = os.path.join(directory, "floor.bin")
@@ -103,8 +104,10 @@ def worker(impl: str, case: str, op: str, size: int, directory: str) -> dict[str
             start = time.perf_counter()
             pickle.dumps(value, protocol=4)
             middle = time.perf_counter()
+            view = memoryview(blob)
             with open(target, "wb") as f:
-                f.write(blob)
+                for offset in range(0, nbytes, 4 * MiB):
+                    f.write(view[offset : offset + 4 * MiB])
             seconds = time.perf_counter() - start
             os.unlink(target)
             return {

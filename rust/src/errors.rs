@@ -4,6 +4,13 @@ use jobpersist_core::Error;
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::PyErr;
 
+pyo3::create_exception!(
+    jobpersist._native,
+    DecodeError,
+    PyValueError,
+    "A value is not strict wrapped base64; the caller decodes it on the exact path."
+);
+
 /// `Io` becomes the `OSError` subclass its errno selects (`OSError(errno,
 /// strerror, filename)` picks it), naming the user's path; `Decode` becomes
 /// `ValueError`.

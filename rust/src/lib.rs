@@ -16,6 +16,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(writer::open_writer, m)?)?;
     m.add_function(wrap_pyfunction!(writer::encode_json, m)?)?;
     m.add_class::<reader::NativeFileData>()?;
+    m.add_class::<reader::NativeValueReader>()?;
+    m.add("DecodeError", m.py().get_type::<errors::DecodeError>())?;
     m.add_function(wrap_pyfunction!(reader::read_file, m)?)?;
     Ok(())
 }

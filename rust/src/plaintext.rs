@@ -108,11 +108,11 @@ where
             let text: &[u8] = if obj.is_truthy()? { b"true" } else { b"false" };
             self.out.extend_from_slice(text);
         } else if obj.is_exact_instance_of::<PyList>() {
-            self.list(obj.cast::<PyList>()?)?;
+            self.sequence(obj, obj.cast::<PyList>()?.iter())?;
         } else if obj.is_exact_instance_of::<PyDict>() {
             self.dict(obj.cast::<PyDict>()?)?;
         } else if obj.is_exact_instance_of::<PyTuple>() {
-            self.tuple(obj.cast::<PyTuple>()?)?;
+            self.sequence(obj, obj.cast::<PyTuple>()?.iter())?;
         } else if obj.is_instance_of::<PyInt>() {
             // Subclasses (IntEnum, ...): json.dumps writes `int.__repr__`, as for the rest.
             // No type is both one of these scalars and a dict or a sequence the walker
@@ -193,34 +193,18 @@ where
         }
     }
 
+    /// A list or tuple (exact types): `[` items `]`. The list iterator re-reads the length
+    /// each step, so a list changed meanwhile is safe.
     #[inline(never)]
-    fn list(&mut self, list: &Bound<'py, PyList>) -> PyResult<()> {
-        self.enter(list.as_any())?;
+    fn sequence(
+        &mut self,
+        container: &Bound<'py, PyAny>,
+        items: impl Iterator<Item = Bound<'py, PyAny>>,
+    ) -> PyResult<()> {
+        self.enter(container)?;
         self.out.push(b'[');
         self.path.push(Step::Index(0));
-        // The iterator re-reads the length each step: a list changed meanwhile is safe.
-        for (index, item) in list.iter().enumerate() {
-            if index > 0 {
-                self.out.extend_from_slice(b", ");
-            }
-            if let Some(last) = self.path.last_mut() {
-                *last = Step::Index(index);
-            }
-            self.value(&item)?;
-            self.maybe_flush()?;
-        }
-        self.path.pop();
-        self.out.push(b']');
-        self.leave();
-        Ok(())
-    }
-
-    #[inline(never)]
-    fn tuple(&mut self, tuple: &Bound<'py, PyTuple>) -> PyResult<()> {
-        self.enter(tuple.as_any())?;
-        self.out.push(b'[');
-        self.path.push(Step::Index(0));
-        for (index, item) in tuple.iter().enumerate() {
+        for (index, item) in items.enumerate() {
             if index > 0 {
                 self.out.extend_from_slice(b", ");
             }

@@ -51,6 +51,19 @@ class EnvelopeWriter(Protocol):
         """Removes the temp file, leaving the target as it was."""
 
 
+class ValueReader(Protocol):
+    """A binary file over one value's decoded bytes."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+    def readinto(self, buffer: bytearray | memoryview, /) -> int: ...
+
+    def readline(self, size: int = -1, /) -> bytes: ...
+
+    def validate_rest(self) -> None:
+        """Decodes what the unpickler left unread, to check that it is valid too."""
+
+
 class FileData(Protocol):
     """One file's bytes, read once."""
 
@@ -60,13 +73,11 @@ class FileData(Protocol):
         Returns None for any other layout; the caller then parses ``bytes()`` in full.
         """
 
-    def decode_values(self, spans: list[tuple[int, int]]) -> list[bytes]:
-        """The bytes held by the wrapped base64 of each span; consumes the file data.
-
-        Raises:
-            ValueError: For anything but strict base64 with ``\\n`` (or ``\\r\\n``)
-                escapes; the caller then re-reads the file and takes the exact path.
-        """
+    def value_reader(self, start: int, end: int) -> ValueReader:
+        """A binary file (for ``pickle.Unpickler``) of the bytes the wrapped base64 in the
+        file's ``[start, end)`` encodes. Reading it raises the codec's ``DecodeError`` for
+        anything but strict base64 with ``\\n`` (or ``\\r\\n``) escapes; the caller then
+        takes the exact path."""
 
     def bytes(self) -> bytes:
         """The whole file."""
@@ -74,6 +85,10 @@ class FileData(Protocol):
 
 class Codec(Protocol):
     """What each backend provides."""
+
+    @property
+    def DecodeError(self) -> type[ValueError]:
+        """Raised by a value reader for input the strict decoder refuses."""
 
     def encode_json(self, key: Any, value: Any) -> bytes:
         """The JSON text the reference writes for ``value`` (under top-level ``key``)."""

@@ -3,7 +3,15 @@
 from os import PathLike
 from typing import Any, final
 
-__all__ = ["EnvelopeWriter", "FileData", "encode_json", "open_writer", "read_file"]
+__all__ = [
+    "DecodeError",
+    "EnvelopeWriter",
+    "FileData",
+    "ValueReader",
+    "encode_json",
+    "open_writer",
+    "read_file",
+]
 
 @final
 class EnvelopeWriter:
@@ -19,12 +27,24 @@ class EnvelopeWriter:
     def commit(self) -> None: ...
     def abort(self) -> None: ...
 
+class DecodeError(ValueError):
+    """A value is not strict wrapped base64; the caller decodes it on the exact path."""
+
+@final
+class ValueReader:
+    """A binary file over one value's decoded bytes, for ``pickle.Unpickler``."""
+
+    def read(self, size: int = ...) -> bytes: ...
+    def readinto(self, buffer: bytearray | memoryview) -> int: ...
+    def readline(self, size: int = ...) -> bytes: ...
+    def validate_rest(self) -> None: ...
+
 @final
 class FileData:
-    """The bytes of one file, read once; ``decode_values`` consumes them."""
+    """One open file: scanned and read in pieces."""
 
     def scan_pickled(self) -> tuple[list[str], list[tuple[int, int]]] | None: ...
-    def decode_values(self, spans: list[tuple[int, int]]) -> list[bytes]: ...
+    def value_reader(self, start: int, end: int) -> ValueReader: ...
     def bytes(self) -> bytes: ...
     def __len__(self) -> int: ...
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 import json
 import sys
 from typing import Any
@@ -189,6 +190,15 @@ def _decode_span(data: bytes, start: int, end: int) -> bytes:
     return _strict_b64decode(raw.replace(b"\\n", b""))
 
 
+class DecodeError(ValueError):
+    """A value is not strict wrapped base64; the caller decodes it on the exact path."""
+
+
+class _BytesValueReader(io.BytesIO):
+    def validate_rest(self) -> None:
+        """The whole value was decoded (and checked) up front."""
+
+
 class PyFileData:
     """``FileData`` over a ``bytes`` object."""
 
@@ -198,10 +208,11 @@ class PyFileData:
     def scan_pickled(self) -> tuple[list[str], list[tuple[int, int]]] | None:
         return _scan_pickled(self._data)
 
-    def decode_values(self, spans: list[tuple[int, int]]) -> list[bytes]:
-        data = self._data
-        self._data = b""
-        return [_decode_span(data, start, end) for start, end in spans]
+    def value_reader(self, start: int, end: int) -> _BytesValueReader:
+        try:
+            return _BytesValueReader(_decode_span(self._data, start, end))
+        except ValueError as exc:
+            raise DecodeError(f"invalid base64 at bytes {start}..{end}: {exc}") from exc
 
     def bytes(self) -> bytes:
         return self._data

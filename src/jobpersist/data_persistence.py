@@ -17,6 +17,7 @@ from jobpersist._results import merge_results
 from jobpersist.serialization import (
     decode_pickled_text,
     require_pickle_allowed,
+    unpickle_stream,
     unpickle_value,
 )
 
@@ -167,9 +168,13 @@ def _load(path: str, allow_pickle: bool) -> dict[str, Any]:
         # still be a ValueError, as the reference's parse makes it, before the refusal.
         parse_envelope(file.bytes())
         require_pickle_allowed(allow_pickle)
+    codec = _codec.CODEC
     try:
-        payloads = file.decode_values(spans)
-    except ValueError as strict:
+        return {
+            key: unpickle_stream(key, file.value_reader(start, end), codec.DecodeError)
+            for key, (start, end) in zip(keys, spans, strict=True)
+        }
+    except codec.DecodeError as strict:
         # Valid JSON need not be strict base64 (other escapes, stray characters): the
         # exact path decodes it as the reference does, or fails as it does.
         del file
@@ -178,9 +183,7 @@ def _load(path: str, allow_pickle: bool) -> dict[str, Any]:
         try:
             return _decode_parsed(parse_envelope(data), allow_pickle)
         except ValueError as exc:
-            raise ValueError(f"{exc} [{path}: {strict}]") from exc
-    del file  # The file's memory goes before the values are unpickled.
-    return {key: unpickle_value(key, payload) for key, payload in zip(keys, payloads, strict=True)}
+            raise ValueError(f"{exc} [{strict}]") from exc
 
 
 def _decode_parsed(

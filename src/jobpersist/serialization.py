@@ -61,6 +61,26 @@ def unpickle_value(key: str, payload: bytes) -> Any:
         ) from exc
 
 
+def unpickle_stream(key: str, reader: Any, decode_error: type[ValueError]) -> Any:
+    """``pickle.Unpickler(reader).load()`` of one value, read as it is decoded.
+
+    ``decode_error`` (the base64 reader's own) passes through for the caller's exact path;
+    any other failure becomes a ValueError naming the key. What the unpickler leaves unread
+    is checked too, since the reference decodes a value whole before unpickling it.
+    """
+    try:
+        value = pickle.Unpickler(reader).load()  # noqa: S301 - only with allow_pickle=True
+    except decode_error:
+        raise
+    except Exception as exc:
+        raise ValueError(
+            f"Cannot deserialize the value of key {key!r}: unpickling failed "
+            f"({type(exc).__name__}: {exc})."
+        ) from exc
+    reader.validate_rest()
+    return value
+
+
 def decode_pickled_text(key: str, text: Any) -> bytes:
     """The pickle bytes held by one base64 value as the reference decodes it.
 

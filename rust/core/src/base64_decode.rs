@@ -204,7 +204,11 @@ fn decode_with(b: &mut impl Buffers, l: &Layout) -> Result<()> {
 
 /// Decodes one gathered chunk that must fill `out` exactly; padding is only
 /// allowed in the final chunk.
-fn decode_chunk(chunk: &[u8], out: &mut [u8], last: bool) -> std::result::Result<(), ()> {
+pub(crate) fn decode_chunk(
+    chunk: &[u8],
+    out: &mut [u8],
+    last: bool,
+) -> std::result::Result<(), ()> {
     if !last && chunk.last() == Some(&b'=') {
         return Err(());
     }
@@ -283,19 +287,7 @@ pub fn decode(input: &[u8]) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::LineEncoder;
-
-    fn data(n: usize) -> Vec<u8> {
-        (0..n).map(|i| (i * 31 + i / 7) as u8).collect()
-    }
-
-    fn encode(d: &[u8], sep: &'static [u8]) -> Vec<u8> {
-        let mut enc = LineEncoder::new(sep);
-        let mut out = Vec::new();
-        enc.push(d, &mut out);
-        enc.finish(&mut out);
-        out
-    }
+    use crate::test_support::{data, encode};
 
     #[test]
     fn in_place_matches_decode_for_every_length_and_offset() {

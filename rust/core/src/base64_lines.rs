@@ -186,17 +186,7 @@ mod tests {
         out
     }
 
-    fn data(n: usize) -> Vec<u8> {
-        (0..n).map(|i| (i * 7 + i / 251) as u8).collect()
-    }
-
-    fn one_shot(d: &[u8], sep: &'static [u8]) -> Vec<u8> {
-        let mut enc = LineEncoder::new(sep);
-        let mut out = Vec::new();
-        enc.push(d, &mut out);
-        enc.finish(&mut out);
-        out
-    }
+    use crate::test_support::{data, encode as one_shot};
 
     #[test]
     fn known_vectors() {

@@ -6,6 +6,12 @@
 //! parses such a file in full. Whatever it accepts, `json.loads` reads as a
 //! valid `pickled_v4` envelope with the same keys and string values.
 
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+
+use crate::error::{Error, Result};
+
 /// The envelope text before the first key.
 pub const HEAD: &[u8] = br#"{"braketSchemaHeader": {"name": "braket.jobs_data.persisted_job_data", "version": "1"}, "dataDictionary": {"#;
 const TAIL: &[u8] = br#"}, "dataFormat": "pickled_v4"}"#;
@@ -19,71 +25,201 @@ pub struct Entry {
     pub value: (usize, usize),
 }
 
-/// The end of the JSON string content starting at `start`, or `None` where
-/// the string holds an escaped quote or a raw control character, which the
-/// full parser handles.
-fn string_end(data: &[u8], start: usize) -> Option<usize> {
-    let rel = memchr::memchr(b'"', data.get(start..)?)?;
-    let end = start + rel;
-    // An escaped quote would end the scan early; `\\"` is legal too but rare
-    // enough to leave to the full parser.
-    if end > start && data[end - 1] == b'\\' {
-        return None;
+/// The bytes of an envelope, addressed by offset: a slice, or a file read in
+/// pieces (so a scan never holds the whole file).
+pub trait ScanSource {
+    /// Up to `len` bytes at `pos` (fewer only where the input ends).
+    fn window(&mut self, pos: usize, len: usize) -> Result<&[u8]>;
+    /// The offset of the first `"` at or after `pos`.
+    fn find_quote(&mut self, pos: usize) -> Result<Option<usize>>;
+    /// The total length of the input.
+    fn len(&self) -> usize;
+    /// Whether the input is empty.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
     }
-    Some(end)
 }
 
-fn key_is_plain(raw: &[u8]) -> bool {
-    // Control characters are invalid inside JSON strings: let the parser say so.
-    raw.iter().all(|&b| b >= 0x20)
+impl ScanSource for &[u8] {
+    fn window(&mut self, pos: usize, len: usize) -> Result<&[u8]> {
+        let start = pos.min(self.len());
+        Ok(&self[start..pos.saturating_add(len).min(self.len())])
+    }
+    fn find_quote(&mut self, pos: usize) -> Result<Option<usize>> {
+        Ok(self
+            .get(pos..)
+            .and_then(|rest| memchr::memchr(b'"', rest))
+            .map(|i| pos + i))
+    }
+    fn len(&self) -> usize {
+        <[u8]>::len(self)
+    }
+}
+
+/// A file read through one reused buffer.
+pub struct FileSource<'f> {
+    file: &'f File,
+    size: usize,
+    buf: Vec<u8>,
+    /// File offset of `buf[0]`.
+    base: usize,
+}
+
+/// Bytes read per refill while scanning a file.
+const SCAN_CHUNK: usize = 4 << 20;
+
+impl<'f> FileSource<'f> {
+    /// A source over the first `size` bytes of `file`.
+    pub fn new(file: &'f File, size: usize) -> Self {
+        FileSource {
+            file,
+            size,
+            buf: Vec::new(),
+            base: 0,
+        }
+    }
+
+    fn load(&mut self, pos: usize, len: usize) -> Result<()> {
+        let want = len.max(SCAN_CHUNK).min(self.size.saturating_sub(pos));
+        self.buf.resize(want, 0);
+        let mut filled = 0;
+        while filled < want {
+            match self
+                .file
+                .read_at(&mut self.buf[filled..], (pos + filled) as u64)
+            {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::io("read", PathBuf::new(), e)),
+            }
+        }
+        self.buf.truncate(filled);
+        self.base = pos;
+        Ok(())
+    }
+}
+
+impl ScanSource for FileSource<'_> {
+    fn window(&mut self, pos: usize, len: usize) -> Result<&[u8]> {
+        let end = pos.saturating_add(len).min(self.size);
+        if pos < self.base || end > self.base + self.buf.len() {
+            self.load(pos, end.saturating_sub(pos))?;
+        }
+        let from = pos.saturating_sub(self.base).min(self.buf.len());
+        let to = end.saturating_sub(self.base).clamp(from, self.buf.len());
+        Ok(&self.buf[from..to])
+    }
+
+    fn find_quote(&mut self, mut pos: usize) -> Result<Option<usize>> {
+        while pos < self.size {
+            let chunk = self.window(pos, SCAN_CHUNK)?;
+            if chunk.is_empty() {
+                return Ok(None);
+            }
+            if let Some(i) = memchr::memchr(b'"', chunk) {
+                return Ok(Some(pos + i));
+            }
+            pos += chunk.len();
+        }
+        Ok(None)
+    }
+
+    fn len(&self) -> usize {
+        self.size
+    }
+}
+
+/// The end of the JSON string content starting at `start`, or `None` where
+/// the string holds an escaped quote (or is unterminated), which the full
+/// parser handles.
+fn string_end(src: &mut impl ScanSource, start: usize) -> Result<Option<usize>> {
+    let Some(end) = src.find_quote(start)? else {
+        return Ok(None);
+    };
+    // An escaped quote would end the scan early; `\\"` is legal too but rare
+    // enough to leave to the full parser.
+    if end > start && src.window(end - 1, 1)? == b"\\" {
+        return Ok(None);
+    }
+    Ok(Some(end))
 }
 
 /// Scans `data` as a canonical pickled envelope; `None` if it is not one.
 pub fn scan_pickled(data: &[u8]) -> Option<Vec<Entry>> {
+    let mut src = data;
+    // A slice source never fails.
+    scan(&mut src).ok().flatten()
+}
+
+/// Scans a canonical pickled envelope from any source; `Ok(None)` if it is
+/// not one, `Err` only for I/O failures.
+pub fn scan(src: &mut impl ScanSource) -> Result<Option<Vec<Entry>>> {
     let mut pos = HEAD.len();
-    if data.get(..pos)? != HEAD {
-        return None;
+    if src.window(0, pos)? != HEAD {
+        return Ok(None);
     }
     let mut entries = Vec::new();
-    if data.get(pos..pos + TAIL.len())? == TAIL {
-        return finish(data, pos + TAIL.len()).then_some(entries);
-    }
     loop {
-        if *data.get(pos)? != b'"' {
-            return None;
+        if src.window(pos, TAIL.len())? == TAIL {
+            return Ok(finish(src, pos + TAIL.len())?.then_some(entries));
+        }
+        if !entries.is_empty() {
+            if src.window(pos, 2)? != b", " {
+                return Ok(None);
+            }
+            pos += 2;
+        }
+        if src.window(pos, 1)? != b"\"" {
+            return Ok(None);
         }
         let key_start = pos + 1;
-        let key_end = string_end(data, key_start)?;
-        if !key_is_plain(&data[key_start..key_end]) {
-            return None;
+        let Some(key_end) = string_end(src, key_start)? else {
+            return Ok(None);
+        };
+        // Control characters are invalid inside JSON strings: the parser says so.
+        if src
+            .window(key_start, key_end - key_start)?
+            .iter()
+            .any(|&b| b < 0x20)
+        {
+            return Ok(None);
         }
         pos = key_end + 1;
-        if data.get(pos..pos + 3)? != b": \"" {
-            return None;
+        if src.window(pos, 3)? != b": \"" {
+            return Ok(None);
         }
         let value_start = pos + 3;
-        let value_end = string_end(data, value_start)?;
+        let Some(value_end) = string_end(src, value_start)? else {
+            return Ok(None);
+        };
         entries.push(Entry {
             key: (key_start, key_end),
             value: (value_start, value_end),
         });
         pos = value_end + 1;
-        if data.get(pos..pos + 2)? == b", " {
-            pos += 2;
-            continue;
+        if src.window(pos, TAIL.len())? != TAIL && src.window(pos, 2)? != b", " {
+            return Ok(None);
         }
-        if data.get(pos..pos + TAIL.len())? == TAIL {
-            return finish(data, pos + TAIL.len()).then_some(entries);
-        }
-        return None;
     }
 }
 
-fn finish(data: &[u8], pos: usize) -> bool {
+fn finish(src: &mut impl ScanSource, mut pos: usize) -> Result<bool> {
     // json.loads allows trailing whitespace and nothing else.
-    data[pos..]
-        .iter()
-        .all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+    while pos < src.len() {
+        let chunk = src.window(pos, SCAN_CHUNK)?;
+        if chunk.is_empty() {
+            break;
+        }
+        if !chunk
+            .iter()
+            .all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        {
+            return Ok(false);
+        }
+        pos += chunk.len();
+    }
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -170,6 +306,25 @@ mod tests {
                 spans_are_sane(&data, &entries);
             }
         }
+    }
+
+    #[test]
+    fn a_file_scans_like_its_bytes() {
+        let path = std::env::temp_dir().join(format!("jp-scan-{}", std::process::id()));
+        let big = "QUFB".repeat(3 << 20);
+        for body in [
+            String::new(),
+            format!(r#""a": "{big}", "b": "QQ==\n""#),
+            format!(r#""a": "{big}", "b": 5"#),
+            r#""k": "QQ==\n""#.to_string(),
+        ] {
+            let data = envelope(&body);
+            std::fs::write(&path, &data).unwrap();
+            let file = File::open(&path).unwrap();
+            let mut src = FileSource::new(&file, data.len());
+            assert_eq!(scan(&mut src).unwrap(), scan_pickled(&data));
+        }
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]

@@ -10,17 +10,21 @@
 mod atomic_file;
 mod base64_decode;
 mod base64_lines;
+mod base64_stream;
 mod envelope_scan;
 mod envelope_writer;
 mod error;
 mod float_repr;
 mod int_format;
 mod json_escape;
+#[cfg(test)]
+mod test_support;
 
 pub use atomic_file::AtomicFile;
 pub use base64_decode::{decode, decode_in_place, decode_into, decoded_len};
 pub use base64_lines::{LineEncoder, LINE_CHARS, LINE_INPUT_BYTES};
-pub use envelope_scan::{scan_pickled, Entry, HEAD};
+pub use base64_stream::{ReadAt, SpanDecoder};
+pub use envelope_scan::{scan, scan_pickled, Entry, FileSource, ScanSource, HEAD};
 pub use envelope_writer::EnvelopeWriter;
 pub use error::{Error, Result};
 pub use float_repr::{write_float_repr, write_json_float};
