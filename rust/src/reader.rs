@@ -6,7 +6,7 @@ use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use jobpersist_core::{scan, Error, FileSource, ScanSource, SpanDecoder};
+use jobpersist_core::{decode_into, decoded_len, scan, Error, FileSource, ScanSource, SpanDecoder};
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::{PyBufferError, PyValueError};
 use pyo3::prelude::*;
@@ -15,15 +15,25 @@ use pyo3::types::{PyBytes, PyString};
 use crate::errors::{to_pyerr, DecodeError};
 
 type Scanned<'py> = (Vec<Bound<'py, PyAny>>, Vec<(usize, usize)>);
+type ScannedRaw = (Vec<jobpersist_core::Entry>, Vec<Vec<u8>>);
 
 /// One open file: scanned and read in pieces, never held whole unless
 /// `bytes()` asks for it.
 #[pyclass(module = "jobpersist._native", name = "FileData")]
 pub struct NativeFileData {
     file: Arc<File>,
+    /// The whole file, for small files: one read serves every value.
+    memory: Option<Arc<Vec<u8>>>,
     path: PathBuf,
     size: usize,
 }
+
+/// Files up to this size are read whole at once; bigger ones are streamed.
+const IN_MEMORY_MAX: usize = 16 << 20;
+/// Reads below this size keep the GIL: releasing it costs more than they do.
+const DETACH_AT: usize = 64 * 1024;
+
+type Source = dyn jobpersist_core::ReadAt + Send + Sync;
 
 impl NativeFileData {
     fn io_err(&self, op: &'static str, e: std::io::Error) -> PyErr {
@@ -70,11 +80,8 @@ fn json_string<'py>(
 impl NativeFileData {
     /// Keys and value spans of a canonical pickled envelope, or `None`.
     fn scan_pickled<'py>(&self, py: Python<'py>) -> PyResult<Option<Scanned<'py>>> {
-        let file = Arc::clone(&self.file);
-        let size = self.size;
-        let scanned = py.detach(|| -> Result<_, Error> {
-            let mut src = FileSource::new(&file, size);
-            let Some(entries) = scan(&mut src)? else {
+        fn scan_keys(src: &mut impl ScanSource) -> Result<Option<ScannedRaw>, Error> {
+            let Some(entries) = scan(src)? else {
                 return Ok(None);
             };
             let mut raw_keys = Vec::with_capacity(entries.len());
@@ -82,7 +89,15 @@ impl NativeFileData {
                 raw_keys.push(src.window(e.key.0, e.key.1 - e.key.0)?.to_vec());
             }
             Ok(Some((entries, raw_keys)))
-        });
+        }
+        let scanned = match &self.memory {
+            Some(memory) => scan_keys(&mut memory.as_slice()),
+            None => {
+                let file = Arc::clone(&self.file);
+                let size = self.size;
+                py.detach(|| scan_keys(&mut FileSource::new(&file, size)))
+            }
+        };
         let Some((entries, raw_keys)) = scanned.map_err(|e| self.named(e))? else {
             return Ok(None);
         };
@@ -109,8 +124,53 @@ impl NativeFileData {
         })
     }
 
+    /// The decoded bytes of each span, whole (for small values, where a reader per value
+    /// would cost more than the value). Raises `DecodeError` as the readers do.
+    fn decode_values<'py>(
+        &self,
+        py: Python<'py>,
+        spans: Vec<(usize, usize)>,
+    ) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+        let mut values = Vec::with_capacity(spans.len());
+        let mut scratch = Vec::new();
+        for (start, end) in spans {
+            if start > end || end > self.size {
+                return Err(PyValueError::new_err("span outside the file"));
+            }
+            let raw: &[u8] = match &self.memory {
+                Some(memory) => &memory[start..end],
+                None => {
+                    scratch.resize(end - start, 0);
+                    std::os::unix::fs::FileExt::read_exact_at(
+                        &*self.file,
+                        &mut scratch,
+                        start as u64,
+                    )
+                    .map_err(|e| self.io_err("read", e))?;
+                    &scratch
+                }
+            };
+            let bad = |e: Error| match e {
+                Error::Decode { offset, reason } => DecodeError::new_err(format!(
+                    "invalid base64 in {} at byte {} ({reason})",
+                    self.path.display(),
+                    start + offset
+                )),
+                other => to_pyerr(other),
+            };
+            let len = decoded_len(raw).map_err(bad)?;
+            values.push(PyBytes::new_with(py, len, |out| {
+                decode_into(raw, out).map_err(bad)
+            })?);
+        }
+        Ok(values)
+    }
+
     /// The whole file as `bytes`, read in one pass (GIL released).
     fn bytes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        if let Some(memory) = &self.memory {
+            return Ok(PyBytes::new(py, memory));
+        }
         let file = Arc::clone(&self.file);
         PyBytes::new_with(py, self.size, |buf| {
             py.detach(|| {
@@ -139,7 +199,7 @@ impl jobpersist_core::ReadAt for ArcFile {
 /// A binary file object over one value's decoded bytes, for `pickle.Unpickler`.
 #[pyclass(module = "jobpersist._native", name = "ValueReader")]
 pub struct NativeValueReader {
-    decoder: SpanDecoder<ArcFile>,
+    decoder: SpanDecoder<Source>,
     path: PathBuf,
 }
 
@@ -166,7 +226,8 @@ impl NativeValueReader {
     fn read<'py>(&mut self, py: Python<'py>, size: isize) -> PyResult<Bound<'py, PyBytes>> {
         let mut out = Vec::new();
         let decoder = &mut self.decoder;
-        let result = py.detach(|| -> Result<(), Error> {
+        let small = size >= 0 && (size as usize) < DETACH_AT;
+        let mut work = || -> Result<(), Error> {
             if size < 0 {
                 let mut chunk = vec![0u8; 1 << 20];
                 loop {
@@ -182,7 +243,8 @@ impl NativeValueReader {
             let n = decoder.read(&mut out)?;
             out.truncate(n);
             Ok(())
-        });
+        };
+        let result = if small { work() } else { py.detach(work) };
         result.map_err(|e| self.decode_err(e))?;
         Ok(PyBytes::new(py, &out))
     }
@@ -197,14 +259,19 @@ impl NativeValueReader {
         let len = buffer.len_bytes();
         let ptr = buffer.buf_ptr() as usize;
         let decoder = &mut self.decoder;
-        let result = py.detach(|| {
+        let mut work = || {
             // SAFETY: `buffer` holds the export for the whole call, so the memory
             // stays valid; it is contiguous and writable (checked above) and
             // `len` bytes long. The unpickler that passes it allocated it for
             // this read and touches it only after readinto returns.
             let out = unsafe { std::slice::from_raw_parts_mut(ptr as *mut u8, len) };
             decoder.read(out)
-        });
+        };
+        let result = if len < DETACH_AT {
+            work()
+        } else {
+            py.detach(work)
+        };
         result.map_err(|e| self.decode_err(e))
     }
 
@@ -246,11 +313,20 @@ pub fn read_file(py: Python<'_>, path: PathBuf) -> PyResult<NativeFileData> {
         if meta.is_dir() {
             return Err(std::io::Error::from_raw_os_error(21)); // EISDIR, as open() gives
         }
-        Ok((file, meta.len() as usize))
+        let size = meta.len() as usize;
+        let memory = if size <= IN_MEMORY_MAX {
+            let mut data = vec![0u8; size];
+            std::os::unix::fs::FileExt::read_exact_at(&file, &mut data, 0)?;
+            Some(Arc::new(data))
+        } else {
+            None
+        };
+        Ok((file, memory, size))
     });
     match opened {
-        Ok((file, size)) => Ok(NativeFileData {
+        Ok((file, memory, size)) => Ok(NativeFileData {
             file: Arc::new(file),
+            memory,
             path,
             size,
         }),

@@ -79,6 +79,10 @@ class FileData(Protocol):
         anything but strict base64 with ``\\n`` (or ``\\r\\n``) escapes; the caller then
         takes the exact path."""
 
+    def decode_values(self, spans: list[tuple[int, int]]) -> list[bytes]:
+        """The decoded bytes of each span, whole: for small values, where a reader each
+        would cost more than the value. Raises ``DecodeError`` as the readers do."""
+
     def bytes(self) -> bytes:
         """The whole file."""
 

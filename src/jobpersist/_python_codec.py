@@ -214,6 +214,12 @@ class PyFileData:
         except ValueError as exc:
             raise DecodeError(f"invalid base64 at bytes {start}..{end}: {exc}") from exc
 
+    def decode_values(self, spans: list[tuple[int, int]]) -> list[bytes]:
+        try:
+            return [_decode_span(self._data, start, end) for start, end in spans]
+        except ValueError as exc:
+            raise DecodeError(f"invalid base64: {exc}") from exc
+
     def bytes(self) -> bytes:
         return self._data
 

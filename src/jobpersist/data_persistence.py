@@ -157,6 +157,10 @@ def save_job_result(
     merge_results(results_path(), requested, lambda _: result_data, fsync_enabled())
 
 
+# Values whose base64 text is at least this long are decoded as they are unpickled.
+_STREAM_AT = 1 << 20
+
+
 def _load(path: str, allow_pickle: bool) -> dict[str, Any]:
     file = _codec.CODEC.read_file(path)
     scanned = file.scan_pickled()
@@ -170,9 +174,14 @@ def _load(path: str, allow_pickle: bool) -> dict[str, Any]:
         require_pickle_allowed(allow_pickle)
     codec = _codec.CODEC
     try:
+        # Small values are decoded whole in one call; big ones stream into the unpickler.
+        small = [i for i, (start, end) in enumerate(spans) if end - start < _STREAM_AT]
+        payloads = dict(zip(small, file.decode_values([spans[i] for i in small]), strict=True))
         return {
-            key: unpickle_stream(key, file.value_reader(start, end), codec.DecodeError)
-            for key, (start, end) in zip(keys, spans, strict=True)
+            key: unpickle_value(key, payloads[i])
+            if i in payloads
+            else unpickle_stream(key, file.value_reader(*spans[i]), codec.DecodeError)
+            for i, key in enumerate(keys)
         }
     except codec.DecodeError as strict:
         # Valid JSON need not be strict base64 (other escapes, stray characters): the

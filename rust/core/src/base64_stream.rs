@@ -28,6 +28,18 @@ impl ReadAt for File {
     }
 }
 
+impl<T: ReadAt + ?Sized> ReadAt for std::sync::Arc<T> {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+        (**self).read_at(buf, offset)
+    }
+}
+
+impl ReadAt for Vec<u8> {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+        self.as_slice().read_at(buf, offset)
+    }
+}
+
 impl ReadAt for [u8] {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
         let start = (offset as usize).min(self.len());
@@ -209,7 +221,7 @@ impl<R: ReadAt + ?Sized> SpanDecoder<R> {
 
     /// Decodes (and discards) whatever is left, to check it is valid.
     pub fn validate_rest(&mut self) -> Result<()> {
-        let mut sink = vec![0u8; RAW_CHUNK];
+        let mut sink = vec![0u8; self.remaining_max().clamp(1, RAW_CHUNK)];
         while self.read(&mut sink)? > 0 {}
         Ok(())
     }
