@@ -42,9 +42,10 @@ from jobpersist import _codec
 from jobpersist._atomic import fsync_enabled
 from jobpersist._conversion import coerce_keys
 from jobpersist._envelope import PreEncodedJson, PrePickled, write_envelope
-from jobpersist._environment import checkpoint_path, get_job_name, results_path
+from jobpersist._environment import results_path
 from jobpersist._format import PersistedJobDataFormat, coerce_format
 from jobpersist._results import merge_results
+from jobpersist.data_persistence import prepare_checkpoint
 
 __all__ = [
     "SUPERSEDED",
@@ -451,11 +452,7 @@ def save_job_checkpoint_async(
             saves nothing).
     """
     _WRITER.raise_unobserved()
-    if not checkpoint_data:
-        raise ValueError("The checkpoint_data argument cannot be empty.")
-    fmt = coerce_format(data_format)
-    path = checkpoint_path(get_job_name(), checkpoint_file_suffix)
-    data = coerce_keys(dict(checkpoint_data))
+    path, fmt, data = prepare_checkpoint(checkpoint_data, checkpoint_file_suffix, data_format)
     entries, size = _snapshot(data, fmt)
     job = _Job(
         target=path,

@@ -54,12 +54,25 @@ def save_job_checkpoint(
         TypeError: If `data_format` is unsupported, or a value cannot be written in it.
         OSError: If the file cannot be written.
     """
+    path, fmt, data = prepare_checkpoint(checkpoint_data, checkpoint_file_suffix, data_format)
+    write_envelope(path, data.items(), fmt, fsync_enabled())
+
+
+def prepare_checkpoint(
+    checkpoint_data: dict[Any, Any], checkpoint_file_suffix: str, data_format: Any
+) -> tuple[str, PersistedJobDataFormat, dict[str, Any]]:
+    """What every checkpoint save checks first: the target path, the format, and the data
+    with its keys coerced.
+
+    Raises:
+        ValueError: Empty data, or a name that would leave the directory.
+        TypeError: An unsupported format.
+    """
     if not checkpoint_data:
         raise ValueError("The checkpoint_data argument cannot be empty.")
-    data_format = coerce_format(data_format)
+    fmt = coerce_format(data_format)
     path = checkpoint_path(get_job_name(), checkpoint_file_suffix)
-    data = coerce_keys(dict(checkpoint_data))
-    write_envelope(path, data.items(), data_format, fsync_enabled())
+    return path, fmt, coerce_keys(dict(checkpoint_data))
 
 
 def load_job_checkpoint(
