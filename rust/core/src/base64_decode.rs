@@ -88,45 +88,6 @@ pub fn decoded_len(input: &[u8]) -> Result<usize> {
     Ok(len_from(&layout(input)?))
 }
 
-/// Where the escaped text is read from and the decoded bytes go: two slices,
-/// or one buffer decoded in place.
-trait Buffers {
-    /// The escaped base64 text.
-    fn input(&self) -> &[u8];
-    /// The decoded bytes `range` (relative to the start of the output).
-    fn output(&mut self, range: std::ops::Range<usize>) -> &mut [u8];
-}
-
-struct Split<'a> {
-    input: &'a [u8],
-    out: &'a mut [u8],
-}
-
-impl Buffers for Split<'_> {
-    fn input(&self) -> &[u8] {
-        self.input
-    }
-    fn output(&mut self, range: std::ops::Range<usize>) -> &mut [u8] {
-        &mut self.out[range]
-    }
-}
-
-struct InPlace<'a> {
-    buf: &'a mut [u8],
-    start: usize,
-    end: usize,
-    dst: usize,
-}
-
-impl Buffers for InPlace<'_> {
-    fn input(&self) -> &[u8] {
-        &self.buf[self.start..self.end]
-    }
-    fn output(&mut self, range: std::ops::Range<usize>) -> &mut [u8] {
-        &mut self.buf[self.dst + range.start..self.dst + range.end]
-    }
-}
-
 /// Decodes `input` into `out`, whose length must equal
 /// [`decoded_len`]`(input)`.
 ///
@@ -140,66 +101,41 @@ pub fn decode_into(input: &[u8], out: &mut [u8]) -> Result<()> {
             format!("output buffer is {} bytes, expected {total}", out.len()),
         ));
     }
-    decode_with(&mut Split { input, out }, &l)
-}
-
-/// Decodes the escaped text `buf[start..end]` into `buf[dst..dst + n]` and
-/// returns `n`. `dst <= start` is required: the output then never overtakes
-/// the input not yet read, since 4 characters decode to at most 3 bytes.
-///
-/// On error the bytes from `dst` to `end` are unspecified.
-pub fn decode_in_place(buf: &mut [u8], start: usize, end: usize, dst: usize) -> Result<usize> {
-    if dst > start || start > end || end > buf.len() {
-        return Err(Error::decode(0, "invalid in-place decoding range"));
-    }
-    let l = layout(&buf[start..end])?;
-    let total = len_from(&l);
-    decode_with(
-        &mut InPlace {
-            buf,
-            start,
-            end,
-            dst,
-        },
-        &l,
-    )?;
-    Ok(total)
+    decode_with(input, out, &l)
 }
 
 /// Gathers the base64 characters (separators dropped) into chunks and
 /// decodes each with SIMD straight into the output.
-fn decode_with(b: &mut impl Buffers, l: &Layout) -> Result<()> {
-    let len = b.input().len();
+fn decode_with(input: &[u8], out: &mut [u8], l: &Layout) -> Result<()> {
+    let len = input.len();
     let total = len_from(l);
-    if !l.has_separators && l.chars <= CHUNK_CHARS {
-        let chunk = b.input().to_vec();
-        return decode_chunk(&chunk, b.output(0..total), true)
-            .map_err(|()| locate_error(b.input(), l));
+    if !l.has_separators {
+        return decode_chunk(input, &mut out[..total], true).map_err(|()| locate_error(input, l));
     }
     let mut scratch: Vec<u8> = Vec::with_capacity(l.chars.min(CHUNK_CHARS));
     let mut written = 0;
     let mut pos = 0;
     while pos < len {
-        let seg_end = memchr(b'\\', &b.input()[pos..]).map_or(len, |i| pos + i);
+        let seg_end = memchr(b'\\', &input[pos..]).map_or(len, |i| pos + i);
         while pos < seg_end {
             if scratch.len() == CHUNK_CHARS {
                 // More data follows, so this chunk must decode to full groups.
                 let n = CHUNK_CHARS / 4 * 3;
-                decode_chunk(&scratch, b.output(written..written + n), false)
-                    .map_err(|()| locate_error(b.input(), l))?;
+                decode_chunk(&scratch, &mut out[written..written + n], false)
+                    .map_err(|()| locate_error(input, l))?;
                 written += n;
                 scratch.clear();
             }
             let take = (seg_end - pos).min(CHUNK_CHARS - scratch.len());
-            scratch.extend_from_slice(&b.input()[pos..pos + take]);
+            scratch.extend_from_slice(&input[pos..pos + take]);
             pos += take;
         }
         if pos < len {
             // layout() accepted every escape, so this is a known separator.
-            pos += separator_len(b.input(), pos).unwrap_or(2);
+            pos += separator_len(input, pos).unwrap_or(2);
         }
     }
-    decode_chunk(&scratch, b.output(written..total), true).map_err(|()| locate_error(b.input(), l))
+    decode_chunk(&scratch, &mut out[written..total], true).map_err(|()| locate_error(input, l))
 }
 
 /// Decodes one gathered chunk that must fill `out` exactly; padding is only
@@ -288,38 +224,6 @@ pub fn decode(input: &[u8]) -> Result<Vec<u8>> {
 mod tests {
     use super::*;
     use crate::test_support::{data, encode};
-
-    #[test]
-    fn in_place_matches_decode_for_every_length_and_offset() {
-        for n in (0..300).chain([57 * 20_000 + 5, (1 << 20) + 3]) {
-            let d = data(n);
-            for sep in [&b"\\n"[..], &b"\\r\\n"[..], &b""[..]] {
-                let text = encode(&d, if sep.is_empty() { b"\\n" } else { sep });
-                let text = if sep.is_empty() {
-                    strip_seps(&text)
-                } else {
-                    text
-                };
-                for (lead, dst) in [(0usize, 0usize), (7, 0), (7, 3), (7, 7)] {
-                    let mut buf = vec![b'x'; lead];
-                    buf.extend_from_slice(&text);
-                    let end = buf.len();
-                    let got = decode_in_place(&mut buf, lead, end, dst).unwrap();
-                    assert_eq!(got, n);
-                    assert_eq!(&buf[dst..dst + n], &d[..], "n={n} lead={lead} dst={dst}");
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn in_place_refuses_bad_ranges_and_input() {
-        let mut buf = b"QQ==".to_vec();
-        assert!(decode_in_place(&mut buf, 0, 4, 1).is_err());
-        assert!(decode_in_place(&mut buf, 0, 5, 0).is_err());
-        let mut bad = b"Q!==".to_vec();
-        assert!(decode_in_place(&mut bad, 0, 4, 0).is_err());
-    }
 
     fn strip_seps(s: &[u8]) -> Vec<u8> {
         let text = String::from_utf8(s.to_vec()).unwrap();

@@ -21,7 +21,7 @@ mod json_escape;
 mod test_support;
 
 pub use atomic_file::AtomicFile;
-pub use base64_decode::{decode, decode_in_place, decode_into, decoded_len};
+pub use base64_decode::{decode, decode_into, decoded_len};
 pub use base64_lines::{LineEncoder, LINE_CHARS, LINE_INPUT_BYTES};
 pub use base64_stream::{ReadAt, SpanDecoder};
 pub use envelope_scan::{scan, scan_pickled, Entry, FileSource, ScanSource, HEAD};
