@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 
 use jobpersist_core::EnvelopeWriter;
-use pyo3::exceptions::PyValueError;
+use pyo3::buffer::PyBuffer;
+use pyo3::exceptions::{PyBufferError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
 
@@ -12,6 +13,9 @@ use crate::plaintext::escape;
 
 /// Writes below this size keep the GIL: releasing it costs more than they do.
 const DETACH_AT: usize = 64 * 1024;
+/// A buffer that is not `bytes` is copied and encoded in pieces of this size (57-byte
+/// lines fit it exactly, so no piece leaves a partial line behind).
+const COPY_PIECE: usize = 57 * 64 * 1024;
 
 /// An envelope being written to a temp file beside its target.
 #[pyclass(module = "jobpersist._native", name = "EnvelopeWriter")]
@@ -96,11 +100,28 @@ impl NativeEnvelopeWriter {
             result.map_err(to_pyerr)?;
             return Ok(slice.len());
         }
-        // bytearray or memoryview: mutable from Python, so copy before releasing the GIL.
-        let owned = py.get_type::<PyBytes>().call1((data,))?;
-        let slice = owned.cast::<PyBytes>()?.as_bytes();
-        py.detach(|| inner.write_b64(slice)).map_err(to_pyerr)?;
-        Ok(slice.len())
+        // bytearray, memoryview (a numpy array's memory): Python code may change them, so
+        // each piece is copied into our own buffer with the GIL held, then encoded and
+        // written without it. The copy stays in the cache; a whole `bytes(data)` would not.
+        let buffer = PyBuffer::<u8>::get(data)?;
+        if !buffer.is_c_contiguous() {
+            return Err(PyBufferError::new_err("write() needs a contiguous buffer"));
+        }
+        let cells = buffer
+            .as_slice(py)
+            .ok_or_else(|| PyBufferError::new_err("write() needs a byte buffer"))?;
+        let mut piece = Vec::with_capacity(COPY_PIECE.min(cells.len()));
+        for chunk in cells.chunks(COPY_PIECE) {
+            piece.clear();
+            piece.extend(chunk.iter().map(|cell| cell.get()));
+            if piece.len() >= DETACH_AT {
+                py.detach(|| inner.write_b64(&piece))
+            } else {
+                inner.write_b64(&piece)
+            }
+            .map_err(to_pyerr)?;
+        }
+        Ok(cells.len())
     }
 
     /// Closes the base64 value with its final line break.

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from jobpersist import _codec
+from jobpersist._array_pickle import dump_array, is_streamable_array
 from jobpersist._format import PersistedJobDataFormat
 
 SCHEMA_NAME = "braket.jobs_data.persisted_job_data"
@@ -93,6 +94,10 @@ def write_envelope(
                 writer.write_raw(value.text)
             elif isinstance(value, RawPickled):
                 writer.write_str(value.text)
+            elif pickler is not None and is_streamable_array(value):
+                writer.begin_b64()
+                dump_array(writer, value)
+                writer.end_b64()
             elif pickler is not None:
                 writer.begin_b64()
                 try:
