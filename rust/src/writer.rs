@@ -39,9 +39,14 @@ impl NativeEnvelopeWriter {
         self.inner()?.write_raw(data).map_err(to_pyerr)
     }
 
-    /// Appends `key` as an escaped JSON string followed by `": "`.
-    fn write_key(&mut self, key: &Bound<'_, PyString>) -> PyResult<()> {
-        let mut out = Vec::with_capacity(key.len()? + 4);
+    /// Appends `key` as an escaped JSON string followed by `": "`, after `", "` when
+    /// `separator` (one call per entry: envelopes may hold tens of thousands).
+    #[pyo3(signature = (key, separator = false))]
+    fn write_key(&mut self, key: &Bound<'_, PyString>, separator: bool) -> PyResult<()> {
+        let mut out = Vec::with_capacity(key.len()? + 6);
+        if separator {
+            out.extend_from_slice(b", ");
+        }
         escape(key, &mut out)?;
         out.extend_from_slice(b": ");
         self.inner()?.write_raw(&out).map_err(to_pyerr)

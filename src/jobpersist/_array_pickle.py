@@ -21,6 +21,12 @@ from jobpersist._codec import EnvelopeWriter
 _MIN_BYTES = 1 << 20
 
 
+def array_type() -> type | None:
+    """``numpy.ndarray`` if numpy is imported (only then can a value be an array)."""
+    np = sys.modules.get("numpy")
+    return getattr(np, "ndarray", None)
+
+
 def is_streamable_array(value: Any) -> bool:
     """A plain, C-contiguous numpy array of plain data, big enough to be worth it."""
     np = sys.modules.get("numpy")

@@ -21,8 +21,9 @@ class EnvelopeWriter(Protocol):
     def write_raw(self, data: bytes) -> None:
         """Appends ASCII JSON text as it is."""
 
-    def write_key(self, key: str) -> None:
-        """Appends ``key`` as a JSON string (``ensure_ascii`` escapes) and ``": "``."""
+    def write_key(self, key: str, separator: bool = False) -> None:
+        """Appends ``key`` as a JSON string (``ensure_ascii`` escapes) and ``": "``, after
+        ``", "`` when ``separator``."""
 
     def write_str(self, value: str) -> None:
         """Appends ``value`` as a JSON string (``ensure_ascii`` escapes)."""

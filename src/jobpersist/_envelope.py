@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from jobpersist import _codec
-from jobpersist._array_pickle import dump_array, is_streamable_array
+from jobpersist._array_pickle import array_type, dump_array, is_streamable_array
 from jobpersist._format import PersistedJobDataFormat
 
 SCHEMA_NAME = "braket.jobs_data.persisted_job_data"
@@ -80,13 +80,27 @@ def write_envelope(
             if data_format is PersistedJobDataFormat.PICKLED_V4
             else None
         )
-        first = True
+        # The loop runs once per value: tens of thousands of small values must stay cheap.
+        encoded = (PrePickled, PreEncodedJson, RawPickled)
+        ndarray = array_type()
+        separator = False
         for key, value in entries:
-            if not first:
-                writer.write_raw(b", ")
-            first = False
-            writer.write_key(key)
-            if isinstance(value, PrePickled):
+            writer.write_key(key, separator)
+            separator = True
+            if pickler is not None and not isinstance(value, encoded):
+                writer.begin_b64()
+                if type(value) is ndarray and is_streamable_array(value):
+                    dump_array(writer, value)
+                else:
+                    try:
+                        pickler.dump(value)
+                    except RecursionError as exc:
+                        raise ValueError(
+                            f"Data under key {key!r} is nested too deeply to pickle."
+                        ) from exc
+                    pickler.clear_memo()
+                writer.end_b64()
+            elif isinstance(value, PrePickled):
                 writer.begin_b64()
                 writer.write(value.payload)
                 writer.end_b64()
@@ -94,20 +108,6 @@ def write_envelope(
                 writer.write_raw(value.text)
             elif isinstance(value, RawPickled):
                 writer.write_str(value.text)
-            elif pickler is not None and is_streamable_array(value):
-                writer.begin_b64()
-                dump_array(writer, value)
-                writer.end_b64()
-            elif pickler is not None:
-                writer.begin_b64()
-                try:
-                    pickler.dump(value)
-                except RecursionError as exc:
-                    raise ValueError(
-                        f"Data under key {key!r} is nested too deeply to pickle."
-                    ) from exc
-                pickler.clear_memo()
-                writer.end_b64()
             else:
                 writer.write_json(key, value)
         writer.write_raw(b'}, "dataFormat": "' + data_format.value.encode() + b'"}')

@@ -44,8 +44,9 @@ class PyEnvelopeWriter:
     def write_raw(self, data: bytes) -> None:
         self._append(bytes(data))
 
-    def write_key(self, key: str) -> None:
-        self._append(json.dumps(key).encode("ascii") + b": ")
+    def write_key(self, key: str, separator: bool = False) -> None:
+        text = json.dumps(key).encode("ascii") + b": "
+        self._append(b", " + text if separator else text)
 
     def write_str(self, value: str) -> None:
         self._append(json.dumps(value).encode("ascii"))
