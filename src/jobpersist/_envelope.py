@@ -14,16 +14,7 @@ import orjson
 from jobpersist import _codec
 from jobpersist._array_pickle import array_type, dump_array, is_streamable_array
 from jobpersist._format import PersistedJobDataFormat
-
-SCHEMA_NAME = "braket.jobs_data.persisted_job_data"
-SCHEMA_VERSION = "1"
-_HEAD = (
-    b'{"braketSchemaHeader": {"name": "'
-    + SCHEMA_NAME.encode()
-    + b'", "version": "'
-    + SCHEMA_VERSION.encode()
-    + b'"}, "dataDictionary": {'
-)
+from jobpersist._schema import HEAD, SCHEMA_NAME, SCHEMA_VERSION, tail
 
 
 class RawPickled:
@@ -72,7 +63,7 @@ def write_envelope(
     """
     writer = _codec.CODEC.open_writer(path, fsync)
     try:
-        writer.write_raw(_HEAD)
+        writer.write_raw(HEAD)
         # One pickler for all values (memo cleared in between) writes what pickle.dumps
         # writes, without the cost of a new pickler per value.
         pickler = (
@@ -110,7 +101,7 @@ def write_envelope(
                 writer.write_str(value.text)
             else:
                 writer.write_json(key, value)
-        writer.write_raw(b'}, "dataFormat": "' + data_format.value.encode() + b'"}')
+        writer.write_raw(tail(data_format.value))
     except BaseException:
         writer.abort()
         raise

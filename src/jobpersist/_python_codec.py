@@ -4,14 +4,14 @@ oracle the Rust codec is tested against. Same interface, same bytes."""
 from __future__ import annotations
 
 import base64
-import binascii
 import io
 import json
-import sys
 from typing import Any
 
 from jobpersist._atomic import AtomicFile
 from jobpersist._conversion import to_json_text
+from jobpersist._schema import HEAD, tail
+from jobpersist.serialization import strict_b64decode
 
 # Write to the file in pieces of about this size, so memory stays bounded by the largest value.
 _FLUSH_AT = 1 << 20
@@ -111,11 +111,7 @@ def open_writer(path: str, fsync: bool) -> PyEnvelopeWriter:
     return PyEnvelopeWriter(path, fsync)
 
 
-_HEAD = (
-    b'{"braketSchemaHeader": {"name": "braket.jobs_data.persisted_job_data", '
-    b'"version": "1"}, "dataDictionary": {'
-)
-_TAIL = b'}, "dataFormat": "pickled_v4"}'
+_TAIL = tail("pickled_v4")
 
 
 def _string_end(data: bytes, start: int) -> int:
@@ -134,26 +130,15 @@ def _decode_key(raw: bytes) -> str:
     return result
 
 
-if sys.version_info >= (3, 11):
-
-    def _strict_b64decode(text: bytes) -> bytes:
-        return binascii.a2b_base64(text, strict_mode=True)
-
-else:  # pragma: no cover - strict_mode is new in 3.11
-
-    def _strict_b64decode(text: bytes) -> bytes:
-        return base64.b64decode(text, validate=True)
-
-
 def _scan_pickled(data: bytes) -> tuple[list[str], list[tuple[int, int]]] | None:
     """Keys and value spans of a canonical pickled envelope, or None for any other layout.
 
     The layout accepted is exactly what ``json.dumps`` writes (see the Rust scanner, which
     accepts the same files); the caller parses anything else in full.
     """
-    if not data.startswith(_HEAD):
+    if not data.startswith(HEAD):
         return None
-    pos = len(_HEAD)
+    pos = len(HEAD)
     keys: list[str] = []
     spans: list[tuple[int, int]] = []
     if not data.startswith(_TAIL, pos):
@@ -188,7 +173,7 @@ def _decode_span(data: bytes, start: int, end: int) -> bytes:
     raw = data[start:end]
     if b"\\r" in raw:
         raw = raw.replace(b"\\r\\n", b"")
-    return _strict_b64decode(raw.replace(b"\\n", b""))
+    return strict_b64decode(raw.replace(b"\\n", b""))
 
 
 class DecodeError(ValueError):

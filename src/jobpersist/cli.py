@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import binascii
 import contextlib
 import dataclasses
 import importlib
@@ -28,6 +27,7 @@ from typing import Any, TextIO
 from jobpersist._envelope import loads, validate_envelope
 from jobpersist._format import PersistedJobDataFormat
 from jobpersist._pickle_inspect import DANGEROUS, SAFE, PickleScan, scan_pickle
+from jobpersist.serialization import strict_b64decode
 
 _EPILOG = """\
 examples:
@@ -134,17 +134,6 @@ def read_file(path: str) -> bytes:
         raise CliError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
-if sys.version_info >= (3, 11):
-
-    def _strict_b64(text: bytes) -> bytes:
-        return binascii.a2b_base64(text, strict_mode=True)
-
-else:  # pragma: no cover
-
-    def _strict_b64(text: bytes) -> bytes:
-        return base64.b64decode(text, validate=True)
-
-
 def _json_kind(value: Any) -> str:
     if isinstance(value, dict):
         return f"object ({len(value)} keys)"
@@ -172,7 +161,7 @@ def _pickled_value(key: str, value: Any) -> ValueReport:
     warning = None
     try:
         raw = value.encode("ascii")
-        payload = _strict_b64(raw.replace(b"\n", b""))
+        payload = strict_b64decode(raw.replace(b"\n", b""))
     except (UnicodeEncodeError, ValueError):
         # Not strict base64: the reference's lenient decoder may still read it.
         try:

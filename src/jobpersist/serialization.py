@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import pickle
+import sys
 from typing import Any
 
 from jobpersist._format import PersistedJobDataFormat, coerce_format
@@ -50,15 +52,19 @@ def require_pickle_allowed(allow_pickle: bool) -> None:
         raise RuntimeError(PICKLE_DISABLED_MESSAGE)
 
 
+def _unpickling_failed(key: str, exc: Exception) -> ValueError:
+    return ValueError(
+        f"Cannot deserialize the value of key {key!r}: unpickling failed "
+        f"({type(exc).__name__}: {exc})."
+    )
+
+
 def unpickle_value(key: str, payload: bytes) -> Any:
     """``pickle.loads`` of one value; any failure becomes a ValueError naming the key."""
     try:
         return pickle.loads(payload)  # noqa: S301 - only reached with allow_pickle=True
     except Exception as exc:
-        raise ValueError(
-            f"Cannot deserialize the value of key {key!r}: unpickling failed "
-            f"({type(exc).__name__}: {exc})."
-        ) from exc
+        raise _unpickling_failed(key, exc) from exc
 
 
 def unpickle_stream(key: str, reader: Any, decode_error: type[ValueError]) -> Any:
@@ -73,12 +79,22 @@ def unpickle_stream(key: str, reader: Any, decode_error: type[ValueError]) -> An
     except decode_error:
         raise
     except Exception as exc:
-        raise ValueError(
-            f"Cannot deserialize the value of key {key!r}: unpickling failed "
-            f"({type(exc).__name__}: {exc})."
-        ) from exc
+        raise _unpickling_failed(key, exc) from exc
     reader.validate_rest()
     return value
+
+
+if sys.version_info >= (3, 11):
+
+    def strict_b64decode(text: bytes) -> bytes:
+        """Base64 without line breaks or any other stray character (``binascii.Error``)."""
+        return binascii.a2b_base64(text, strict_mode=True)
+
+else:  # pragma: no cover - strict_mode is new in 3.11
+
+    def strict_b64decode(text: bytes) -> bytes:
+        """Base64 without line breaks or any other stray character (``binascii.Error``)."""
+        return base64.b64decode(text, validate=True)
 
 
 def decode_pickled_text(key: str, text: Any) -> bytes:
