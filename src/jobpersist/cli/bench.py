@@ -1,0 +1,362 @@
+"""``jobpersist bench``: save/load timings of the native backend, the pure-Python fallback and
+the reference, as a table with ratios (the chart is drawn by ``cli.plot``).
+
+Progress bars use tqdm or rich and the chart matplotlib, when they are installed
+(``pip install 'jobpersist[bench]'``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import importlib
+import json
+import os
+import platform
+import re
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TextIO
+
+from jobpersist._format import PersistedJobDataFormat
+from jobpersist.cli._common import CliError
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?)(?:i?b)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1 << 20, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+DEFAULT_SIZES = ("1M", "16M", "64M")
+IMPLEMENTATIONS = ("native", "python", "reference")
+
+
+def parse_size(text: str) -> int:
+    """A payload size: a number of MiB, or with a unit (``512K``, ``16M``, ``1G``, ``4MiB``)."""
+    match = _SIZE_RE.match(text)
+    if match is None:
+        raise argparse.ArgumentTypeError(
+            f"invalid size {text!r}: use a number of MiB or a unit, e.g. 512K, 16M, 1G"
+        )
+    size = int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+    if size <= 0:
+        raise argparse.ArgumentTypeError(f"invalid size {text!r}: must be positive")
+    return size
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid count {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"invalid count {text!r}: must be at least 1")
+    return value
+
+
+def size_label(size: int) -> str:
+    if size % (1 << 20) == 0:
+        return f"{size >> 20} MiB"
+    if size % (1 << 10) == 0:
+        return f"{size >> 10} KiB"
+    return f"{size} B"
+
+
+@dataclasses.dataclass
+class Impl:
+    name: str
+    save: Callable[[dict[str, Any], str, Any], None]
+    load: Callable[[str], dict[str, Any]]
+    formats: Any  # the PersistedJobDataFormat enum to use
+    setup: Callable[[], None] = lambda: None
+
+
+def _implementations(wanted: Sequence[str], err: TextIO) -> list[Impl]:
+    import jobpersist
+    from jobpersist import _codec
+
+    found: list[Impl] = []
+    for name in wanted:
+        if name in ("native", "python"):
+            if name == "native":
+                try:
+                    importlib.import_module("jobpersist._native")
+                except ImportError:
+                    print("bench: the native backend is not built; skipped", file=err)
+                    continue
+            found.append(
+                Impl(
+                    name,
+                    lambda d, s, f: jobpersist.save_job_checkpoint(d, s, f),
+                    lambda s: jobpersist.load_job_checkpoint(
+                        checkpoint_file_suffix=s, allow_pickle=True
+                    ),
+                    PersistedJobDataFormat,
+                    setup=lambda name=name: _codec.use(name),  # type: ignore[misc]
+                )
+            )
+        else:
+            try:
+                reference = importlib.import_module("braket.jobs.data_persistence")
+                formats = importlib.import_module("braket.jobs_data").PersistedJobDataFormat
+            except ImportError:
+                print(
+                    "bench: amazon-braket-sdk is not installed; the reference is skipped",
+                    file=err,
+                )
+                continue
+            found.append(
+                Impl(
+                    "reference",
+                    lambda d, s, f, r=reference: r.save_job_checkpoint(d, s, f),  # type: ignore[misc]
+                    lambda s, r=reference: r.load_job_checkpoint(  # type: ignore[misc]
+                        checkpoint_file_suffix=s, allow_pickle=True
+                    ),
+                    formats,
+                )
+            )
+    return found
+
+
+def _payload(size: int, fmt: str) -> Any:
+    if fmt == "pickled":
+        try:
+            import numpy as np
+        except ImportError:
+            return os.urandom(size)  # pickled as bytes
+        return np.random.default_rng(0).random(size // 8)
+    # Plaintext: floats, written about 21 bytes each (repr plus ", ").
+    import random
+
+    rng = random.Random(0)  # noqa: S311 - benchmark data
+    return [rng.random() for _ in range(max(1, size // 21))]
+
+
+class _Progress:
+    """tqdm, else rich, else a plain line per step on stderr."""
+
+    def __init__(self, total: int, err: TextIO, enabled: bool) -> None:
+        self.total = total
+        self.done = 0
+        self.err = err
+        self.bar: Any = None
+        self.rich: Any = None
+        self.task: Any = None
+        if not enabled:
+            return
+        try:
+            tqdm = importlib.import_module("tqdm").tqdm
+            self.bar = tqdm(total=total, file=err, unit="step", leave=False)
+            return
+        except ImportError:
+            pass
+        try:
+            progress = importlib.import_module("rich.progress")
+            self.rich = progress.Progress(transient=True)
+            self.rich.start()
+            self.task = self.rich.add_task("bench", total=total)
+        except ImportError:
+            pass
+
+    def step(self, text: str) -> None:
+        self.done += 1
+        if self.bar is not None:
+            self.bar.set_description(text)
+            self.bar.update(1)
+        elif self.rich is not None:
+            self.rich.update(self.task, advance=1, description=text)
+        else:
+            print(f"[{self.done}/{self.total}] {text}", file=self.err, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.rich is not None:
+            self.rich.stop()
+
+
+@contextlib.contextmanager
+def _job_environment(directory: str) -> Iterator[None]:
+    keys = ("AMZN_BRAKET_CHECKPOINT_DIR", "AMZN_BRAKET_JOB_NAME", "CHECKPOINT_DIR", "JOB_NAME")
+    saved = {k: os.environ.get(k) for k in keys}
+    os.environ["AMZN_BRAKET_CHECKPOINT_DIR"] = directory
+    os.environ["AMZN_BRAKET_JOB_NAME"] = "jobpersist-bench"
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@dataclasses.dataclass
+class Timing:
+    impl: str
+    size: int
+    save: float  # seconds, median
+    load: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def run_bench(
+    sizes: Sequence[int],
+    fmt: str,
+    impls: Sequence[Impl],
+    rounds: int,
+    directory: str,
+    err: TextIO,
+    progress: bool = True,
+) -> list[Timing]:
+    """Times one save and one load per round for each size and implementation (medians)."""
+    from jobpersist import _codec
+
+    previous = (_codec.BACKEND, _codec.CODEC)
+    bar = _Progress(len(sizes) * len(impls) * rounds, err, progress)
+    timings: list[Timing] = []
+    try:
+        with _job_environment(directory):
+            for impl in impls:  # warm-up: imports, first-call costs
+                impl.setup()
+                impl.save({"warm": [1.0]}, "warmup", impl.formats.PICKLED_V4)
+                impl.load("warmup")
+            for size in sizes:
+                value = _payload(size, fmt)
+                for impl in impls:
+                    impl.setup()
+                    data_format = (
+                        impl.formats.PICKLED_V4 if fmt == "pickled" else impl.formats.PLAINTEXT
+                    )
+                    suffix = impl.name
+                    saves: list[float] = []
+                    loads_: list[float] = []
+                    for round_ in range(rounds):
+                        start = time.perf_counter()
+                        impl.save({"payload": value}, suffix, data_format)
+                        saves.append(time.perf_counter() - start)
+                        start = time.perf_counter()
+                        loaded = impl.load(suffix)
+                        loads_.append(time.perf_counter() - start)
+                        del loaded
+                        bar.step(f"{impl.name} {size_label(size)} round {round_ + 1}/{rounds}")
+                    timings.append(
+                        Timing(impl.name, size, statistics.median(saves), statistics.median(loads_))
+                    )
+                    with contextlib.suppress(OSError):
+                        os.unlink(os.path.join(directory, f"jobpersist-bench_{suffix}.json"))
+                del value
+    finally:
+        bar.close()
+        _codec.BACKEND, _codec.CODEC = previous
+    return timings
+
+
+def machine_summary() -> str:
+    return (
+        f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}"
+    )
+
+
+def format_table(timings: Sequence[Timing], fmt: str, rounds: int) -> str:
+    names = list(dict.fromkeys(t.impl for t in timings))
+    base = "reference" if "reference" in names else ("python" if "python" in names else None)
+    by_key = {(t.impl, t.size): t for t in timings}
+    fsync = "off" if os.environ.get("JOBPERSIST_FSYNC", "1").strip() == "0" else "on"
+    lines = [
+        f"format {fmt}, median of {rounds} round(s), jobpersist fsync {fsync}; {machine_summary()}",
+        f"{'size':>8}  {'implementation':<14} {'save ms':>9} {'save MB/s':>10} "
+        f"{'load ms':>9} {'load MB/s':>10}"
+        + (f"  {'save vs ' + base:>16} {'load vs ' + base:>16}" if base else ""),
+    ]
+    for t in timings:
+        row = (
+            f"{size_label(t.size):>8}  {t.impl:<14} {t.save * 1e3:9.1f} "
+            f"{t.size / t.save / 1e6:10.1f} {t.load * 1e3:9.1f} {t.size / t.load / 1e6:10.1f}"
+        )
+        if base:
+            ref = by_key.get((base, t.size))
+            if ref is not None:
+                row += f"  {ref.save / t.save:15.1f}x {ref.load / t.load:15.1f}x"
+        lines.append(row)
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Runs the benchmark, prints the table and writes the chart and JSON asked for."""
+    sizes = args.size or [parse_size(s) for s in DEFAULT_SIZES]
+    if args.plot:
+        directory = os.path.dirname(os.path.abspath(args.plot))
+        if not os.path.isdir(directory):
+            raise CliError(f"--plot {args.plot}: directory {directory} does not exist")
+    if args.dir is not None and not os.path.isdir(args.dir):
+        raise CliError(f"--dir {args.dir}: not a directory")
+    impls = _implementations(args.impl or IMPLEMENTATIONS, err)
+    if not impls:
+        raise CliError("no implementation to benchmark")
+    with tempfile.TemporaryDirectory(prefix="jobpersist-bench-", dir=args.dir) as directory:
+        timings = run_bench(
+            sizes, args.format, impls, args.rounds, directory, err, progress=not args.no_progress
+        )
+    print(format_table(timings, args.format, args.rounds), file=out)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump([t.as_dict() for t in timings], f, indent=2)
+    if args.plot:
+        try:
+            importlib.import_module("matplotlib")
+        except ImportError:
+            print(
+                "chart skipped: matplotlib is not installed; pip install 'jobpersist[bench]'",
+                file=out,
+            )
+            return 0
+        from jobpersist.cli.plot import plot
+
+        plot(timings, args.format, args.plot)
+        print(f"chart written to {args.plot}", file=out)
+    else:
+        print("add --plot FILE.png for a chart (needs pip install 'jobpersist[bench]')", file=out)
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Adds the ``bench`` subcommand to the subparsers ``sub``."""
+    p = sub.add_parser(
+        "bench",
+        help="time save and load: native, Python fallback, reference",
+        description="Times save_job_checkpoint and load_job_checkpoint for the native "
+        "backend, the pure-Python fallback and the reference (amazon-braket-sdk, when "
+        "installed), in this process (the backends are switched in place), prints a table "
+        "with ratios and, with --plot, writes a chart of throughput against payload size. "
+        "Pickled payloads are float64 numpy arrays (bytes without numpy); plaintext ones "
+        "lists of floats. Files go to a temporary directory (see --dir); fsync follows "
+        "JOBPERSIST_FSYNC (on by default; the reference never fsyncs).",
+        epilog="examples:\n  jobpersist bench\n"
+        "  jobpersist bench --size 4M --size 256M --rounds 5 --plot bench.png\n"
+        "  jobpersist bench --format plaintext --size 1M --size 8M --impl native --impl python",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--size",
+        type=parse_size,
+        action="append",
+        metavar="SIZE",
+        help="payload size, repeatable: MiB, or with a unit (512K, 16M, 1G); "
+        f"default {' '.join(DEFAULT_SIZES)}",
+    )
+    p.add_argument("--format", choices=("pickled", "plaintext"), default="pickled")
+    p.add_argument(
+        "--impl",
+        action="append",
+        choices=IMPLEMENTATIONS,
+        help="implementation to time, repeatable (default: all available)",
+    )
+    p.add_argument("--rounds", type=_positive_int, default=3, help="rounds per point (3)")
+    p.add_argument("--plot", metavar="FILE.png", help="write a throughput chart (matplotlib)")
+    p.add_argument("--json", metavar="FILE", help="also write the timings as JSON")
+    p.add_argument("--dir", metavar="DIR", help="where the files are written (a temp dir)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)

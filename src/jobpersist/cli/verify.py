@@ -1,0 +1,58 @@
+"""``jobpersist verify FILE...``: checks structure, base64 and pickle opcode streams, one line
+per file, without unpickling."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, TextIO
+
+from jobpersist.cli._common import CliError, analyze, format_size
+
+
+def register(sub: Any) -> None:
+    """Adds the ``verify`` subcommand to the subparsers ``sub``."""
+    p = sub.add_parser(
+        "verify",
+        help="check files' structure, base64 and pickle opcode streams (no unpickling)",
+        description="Checks each file's JSON structure and schema, every pickled value's "
+        "base64 and opcode stream, without unpickling. One line per file; exit status 1 if "
+        "any fails.",
+        epilog="examples:\n  jobpersist verify checkpoints/*.json\n"
+        "  jobpersist verify --safe-only results.json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("files", metavar="FILE", nargs="+")
+    p.add_argument(
+        "--safe-only",
+        action="store_true",
+        help="also fail a file whose pickles import globals outside the safe list",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Checks each file, one line each; 1 if any fails."""
+    failed = 0
+    for path in args.files:
+        try:
+            report = analyze(path)
+        except CliError as exc:
+            print(f"FAIL  {path}: {exc}", file=out)
+            failed += 1
+            continue
+        problems = report.problems
+        if args.safe_only and report.unsafe_globals:
+            problems.append("imports outside the safe list: " + ", ".join(report.unsafe_globals))
+        if problems:
+            failed += 1
+            print(f"FAIL  {path}: {'; '.join(problems)}", file=out)
+        else:
+            detail = (
+                f"{report.data_format}, {len(report.values)} key(s), {format_size(report.size)}"
+            )
+            if report.unsafe_globals:
+                detail += f", {len(report.unsafe_globals)} unsafe import(s)"
+            print(f"OK    {path} ({detail})", file=out)
+    if failed:
+        print(f"jobpersist: {failed} of {len(args.files)} file(s) failed", file=err)
+    return 1 if failed else 0

@@ -1,0 +1,111 @@
+"""``jobpersist bench``: the table, the chart, the JSON, without the extras, bad arguments."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+import jobpersist
+from jobpersist import cli
+from jobpersist.cli.bench import parse_size
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    status = cli.main(list(argv))
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+# --------------------------------------------------------------------------------------------
+def test_bench_small(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("matplotlib")
+    chart = tmp_path / "chart.png"
+    data = tmp_path / "timings.json"
+    status, out, _ = run(
+        capsys,
+        "bench",
+        "--size",
+        "64K",
+        "--size",
+        "256K",
+        "--rounds",
+        "1",
+        "--plot",
+        str(chart),
+        "--json",
+        str(data),
+        "--no-progress",
+    )
+    assert status == 0
+    assert "save vs reference" in out
+    for name in ("native", "python", "reference"):
+        assert name in out
+    assert chart.read_bytes().startswith(b"\x89PNG")
+    timings = json.loads(data.read_text())
+    assert {t["impl"] for t in timings} == {"native", "python", "reference"}
+    assert jobpersist.BACKEND in ("native", "python")
+
+
+def test_bench_plaintext_without_matplotlib(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import fails
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    monkeypatch.setitem(sys.modules, "rich", None)
+    monkeypatch.setitem(sys.modules, "rich.progress", None)
+    status, out, err = run(
+        capsys,
+        "bench",
+        "--format",
+        "plaintext",
+        "--size",
+        "32K",
+        "--rounds",
+        "1",
+        "--impl",
+        "native",
+        "--impl",
+        "python",
+        "--plot",
+        str(tmp_path / "c.png"),
+    )
+    assert status == 0
+    assert "save vs python" in out
+    assert "pip install 'jobpersist[bench]'" in out
+    assert "[1/2]" in err  # plain progress lines
+    assert not (tmp_path / "c.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["bench", "--size", "lots"], "invalid size"),
+        (["bench", "--size", "0"], "must be positive"),
+        (["bench", "--rounds", "0"], "at least 1"),
+        (["bench", "--format", "xml"], "invalid choice"),
+        (["bench", "--impl", "other"], "invalid choice"),
+        (["frobnicate"], "invalid choice"),
+        ([], "required"),
+        (["inspect"], "required"),
+    ],
+)
+def test_bad_arguments(capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bench_bad_plot_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, _, err = run(capsys, "bench", "--plot", str(tmp_path / "no" / "c.png"))
+    assert status == 2 and "does not exist" in err
+
+
+def test_parse_size() -> None:
+    assert parse_size("16") == 16 << 20
+    assert parse_size("512K") == 512 << 10
+    assert parse_size("1.5M") == 3 << 19
+    assert parse_size("2GiB") == 2 << 30
