@@ -3,7 +3,8 @@
 * ``backend``: runs a test once per codec ("native", "python"). The native leg FAILS when the
   compiled ``jobpersist._native`` cannot be imported. An explicit pure-Python run
   (``JOBPERSIST_BACKEND=python``) skips the native leg.
-* ``job_env``: the job's environment variables pointing at fresh temp directories.
+* ``job_env``: the job's environment variables pointing at fresh temp directories (and the
+  short names the reference ignores, ``CHECKPOINT_DIR`` and ``JOB_NAME``, at decoys).
 * ``twin``: runs the same operation through jobpersist and through the reference
   (``braket.jobs.data_persistence``), each in its own directories, and compares the outcome
   and the bytes of every file written.
@@ -48,13 +49,15 @@ settings.register_profile("thorough", **{**_COMMON, "derandomize": False}, max_e
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 BACKENDS = ("native", "python")
+# The variables jobpersist reads, as the reference does.
 ENV_KEYS = (
     "AMZN_BRAKET_CHECKPOINT_DIR",
     "AMZN_BRAKET_JOB_NAME",
     "AMZN_BRAKET_JOB_RESULTS_DIR",
-    "CHECKPOINT_DIR",
-    "JOB_NAME",
 )
+# Set in every job environment below to prove they are ignored: the reference reads only the
+# AMZN_BRAKET_* names, and CI servers set JOB_NAME (Jenkins does, for every build).
+DECOY_JOB_NAME = "ci-build-17"
 JOB_NAME = "test-job"
 
 
@@ -148,8 +151,8 @@ def job_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> JobEnv:
     results_dir = tmp_path / "results"
     checkpoint_dir.mkdir()
     results_dir.mkdir()
-    for key in ("CHECKPOINT_DIR", "JOB_NAME"):
-        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("CHECKPOINT_DIR", str(tmp_path / "not-the-checkpoint-dir"))
+    monkeypatch.setenv("JOB_NAME", DECOY_JOB_NAME)
     monkeypatch.setenv("AMZN_BRAKET_CHECKPOINT_DIR", str(checkpoint_dir))
     monkeypatch.setenv("AMZN_BRAKET_JOB_NAME", JOB_NAME)
     monkeypatch.setenv("AMZN_BRAKET_JOB_RESULTS_DIR", str(results_dir))
@@ -329,8 +332,8 @@ class Twin:
             AMZN_BRAKET_CHECKPOINT_DIR=str(checkpoints),
             AMZN_BRAKET_JOB_NAME=JOB_NAME,
             AMZN_BRAKET_JOB_RESULTS_DIR=str(results),
-            CHECKPOINT_DIR=None,
-            JOB_NAME=None,
+            CHECKPOINT_DIR=str(self.root / "not-the-checkpoint-dir"),
+            JOB_NAME=DECOY_JOB_NAME,
         )
 
     def files(self, side: str) -> dict[str, bytes]:
@@ -340,11 +343,19 @@ class Twin:
         with self.env(side):
             return _call(fn, api or (self.ours if side == "ours" else self.reference))
 
-    def step(self, fn: Callable[[Api], Any], *, match_message: bool = False) -> Outcome:
+    def step(
+        self,
+        fn: Callable[[Api], Any],
+        *,
+        match_message: bool = False,
+        expect: type[BaseException] | None = None,
+    ) -> Outcome:
         """Runs ``fn`` on both sides and asserts the same outcome and the same files.
 
         When both fail, jobpersist must have left its files untouched (atomicity), and the
         reference side is resynchronised from ours (the reference may have truncated its file).
+        jobpersist's error must be of ``expect`` if given (a documented difference), else of
+        ``expected_error_class`` of the reference's.
         """
         before = self.files("ours")
         ours = self.run("ours", fn)
@@ -355,7 +366,7 @@ class Twin:
             return ours
         if not ours.ok and not reference.ok:
             assert reference.error is not None and ours.error is not None
-            expected = expected_error_class(reference.error)
+            expected = expect or expected_error_class(reference.error)
             assert isinstance(ours.error, expected), (
                 f"reference raised {reference.error!r}, jobpersist raised {ours.error!r}"
             )

@@ -203,13 +203,13 @@ def test_numpy_mutation_after_return(
     [
         (lambda: save_job_checkpoint_async({}), ValueError),
         (lambda: save_job_checkpoint_async(None), ValueError),  # type: ignore[arg-type]
-        (lambda: save_job_checkpoint_async({"a": 1}, data_format="json"), TypeError),  # type: ignore[arg-type]
+        (lambda: save_job_checkpoint_async({"a": 1}, data_format=None), ValueError),  # type: ignore[arg-type]
         (lambda: save_job_checkpoint_async({"a": 1}, "../escape"), ValueError),
         (lambda: save_job_checkpoint_async({"a": object()}), TypeError),
         (lambda: save_job_checkpoint_async({"a": lambda: 1}, data_format=F.PICKLED_V4), Exception),
         (lambda: save_job_checkpoint_async({object(): 1}), ValueError),
         (lambda: save_job_result_async({"a": object()}), TypeError),
-        (lambda: save_job_result_async({"a": 1}, data_format="bad"), TypeError),  # type: ignore[arg-type]
+        (lambda: save_job_result_async({"a": 1}, data_format=object()), ValueError),  # type: ignore[arg-type]
     ],
 )
 def test_invalid_calls_raise_in_caller(
@@ -227,7 +227,8 @@ def test_same_errors_as_sync(backend: str, job_env: JobEnv) -> None:
         ({}, "", F.PLAINTEXT),
         ({"a": 1}, "a/b", F.PLAINTEXT),
         ({"a": {1, object()}}, "", F.PLAINTEXT),
-        ({"a": 1}, "", "nope"),
+        ({"a": 1}, "", None),
+        ({"a": 1}, "", b"\xff"),
     ]:
         with pytest.raises(Exception) as sync_error:
             jobpersist.save_job_checkpoint(data, suffix, fmt)  # type: ignore[arg-type]

@@ -13,7 +13,7 @@ import orjson
 
 from jobpersist import _codec
 from jobpersist._array_pickle import array_type, dump_array, is_streamable_array
-from jobpersist._format import PersistedJobDataFormat
+from jobpersist._format import Format, PersistedJobDataFormat
 from jobpersist._schema import HEAD, SCHEMA_NAME, SCHEMA_VERSION, tail
 
 
@@ -47,14 +47,15 @@ class PreEncodedJson:
 def write_envelope(
     path: str,
     entries: Iterable[tuple[str, Any]],
-    data_format: PersistedJobDataFormat,
+    data_format: Format,
     fsync: bool,
 ) -> None:
     """Atomically writes the envelope holding ``entries`` (already-coerced keys) to ``path``.
 
-    Values are pickled when ``data_format`` is PICKLED_V4, converted as the reference
-    converts them otherwise; ``RawPickled``, ``PrePickled`` and ``PreEncodedJson`` values are
-    already encoded (the caller matched them to ``data_format``).
+    Values are pickled when ``data_format.pickled``, converted as the reference converts
+    them otherwise, and the file is labelled ``data_format.label``; ``RawPickled``,
+    ``PrePickled`` and ``PreEncodedJson`` values are already encoded (the caller matched them
+    to ``data_format``).
 
     Raises:
         TypeError: If a plaintext value cannot be written as JSON.
@@ -66,11 +67,7 @@ def write_envelope(
         writer.write_raw(HEAD)
         # One pickler for all values (memo cleared in between) writes what pickle.dumps
         # writes, without the cost of a new pickler per value.
-        pickler = (
-            pickle.Pickler(writer, protocol=4)
-            if data_format is PersistedJobDataFormat.PICKLED_V4
-            else None
-        )
+        pickler = pickle.Pickler(writer, protocol=4) if data_format.pickled else None
         # The loop runs once per value: tens of thousands of small values must stay cheap.
         encoded = (PrePickled, PreEncodedJson, RawPickled)
         ndarray = array_type()
@@ -101,7 +98,7 @@ def write_envelope(
                 writer.write_str(value.text)
             else:
                 writer.write_json(key, value)
-        writer.write_raw(tail(data_format.value))
+        writer.write_raw(tail(data_format.label))
     except BaseException:
         writer.abort()
         raise

@@ -1,5 +1,11 @@
 """Where persisted job data lives: the container's environment variables and the file paths
-derived from them, with the checks that keep user-supplied names inside their directory."""
+derived from them, with the checks that keep user-supplied names inside their directory.
+
+Only the ``AMZN_BRAKET_*`` variables count, as in amazon-braket-sdk (whose docstrings say
+``JOB_NAME`` and ``CHECKPOINT_DIR`` but whose code reads only these): CI servers set
+``JOB_NAME`` (Jenkins, for every build), and a script run there must write the files the
+reference writes.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +13,22 @@ import os
 
 
 def get_job_name() -> str:
-    """The current job's name: ``AMZN_BRAKET_JOB_NAME``, else ``JOB_NAME``, else ``""``."""
-    return os.environ.get("AMZN_BRAKET_JOB_NAME") or os.environ.get("JOB_NAME") or ""
+    """The current job's name: ``AMZN_BRAKET_JOB_NAME``, else ``""``."""
+    return os.environ.get("AMZN_BRAKET_JOB_NAME", "")
 
 
 def get_checkpoint_dir() -> str:
-    """The checkpoint dir: ``AMZN_BRAKET_CHECKPOINT_DIR``, else ``CHECKPOINT_DIR``, else ``.``."""
-    return os.environ.get("AMZN_BRAKET_CHECKPOINT_DIR") or os.environ.get("CHECKPOINT_DIR") or "."
+    """The checkpoint directory: ``AMZN_BRAKET_CHECKPOINT_DIR``, else ``.``.
+
+    An empty value means ``.`` too: the reference would write ``/{job_name}.json``, at the
+    file system's root.
+    """
+    return os.environ.get("AMZN_BRAKET_CHECKPOINT_DIR") or "."
 
 
 def get_results_dir() -> str:
-    """The results directory: ``AMZN_BRAKET_JOB_RESULTS_DIR``, else ``.``."""
+    """The results directory: ``AMZN_BRAKET_JOB_RESULTS_DIR``, else ``.`` (also when empty,
+    which the reference reads as the working directory as well)."""
     return os.environ.get("AMZN_BRAKET_JOB_RESULTS_DIR") or "."
 
 

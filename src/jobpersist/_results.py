@@ -11,42 +11,39 @@ from typing import Any
 from jobpersist import _codec
 from jobpersist._conversion import coerce_keys
 from jobpersist._envelope import RawPickled, parse_envelope, write_envelope
-from jobpersist._format import PersistedJobDataFormat
-
-_PICKLED = PersistedJobDataFormat.PICKLED_V4
+from jobpersist._format import Format, PersistedJobDataFormat, ResultFormat
 
 
 def merge_results(
     path: str,
-    requested: PersistedJobDataFormat | None,
-    new_values: Callable[[PersistedJobDataFormat], dict[Any, Any]],
+    requested: ResultFormat,
+    new_values: Callable[[Format], dict[Any, Any]],
     fsync: bool,
-) -> None:
+) -> Format:
     """Merges new values over the saved results at ``path`` (new keys win), under a lock.
 
-    The format is chosen as the reference chooses it: pickled results stay pickled, else
-    ``requested`` or plaintext. ``new_values(format)`` gives the values to merge, in (or
-    ready to be written in) that format. Saved pickled values are copied as they are.
+    The format is chosen as the reference chooses it (``requested.resolve``): pickled
+    results stay pickled, else the requested format or plaintext. ``new_values(format)``
+    gives the values to merge, in (or ready to be written in) that format. Saved pickled
+    values are copied as they are.
+
+    Returns:
+        Format: The format the file was written in.
 
     Raises:
-        TypeError: If ``requested`` is plaintext and the saved results are pickled.
-        ValueError: If the saved results file is damaged.
+        TypeError: If plaintext was requested and the saved results are pickled.
+        ValueError: If the saved results file is damaged, or the requested format invalid.
         OSError: If the file cannot be read or written.
     """
     with locked_directory(os.path.dirname(path) or "."):
         # Plaintext results about to be pickled are parsed exactly as the reference parses
         # them: pickle's memo depends on which equal strings are one object.
-        existing_format, existing = read_existing_results(path, exact=requested is _PICKLED)
-        if existing_format is _PICKLED:
-            if requested is PersistedJobDataFormat.PLAINTEXT:
-                raise TypeError(
-                    "Cannot update results object serialized with pickled_v4 using data "
-                    "format plaintext."
-                )
-            requested = _PICKLED
-        data_format = requested or PersistedJobDataFormat.PLAINTEXT
+        pickles = requested.over_plaintext is not None and requested.over_plaintext.pickled
+        existing_format, existing = read_existing_results(path, exact=pickles)
+        data_format = requested.resolve(existing_format is PersistedJobDataFormat.PICKLED_V4)
         merged = coerce_keys(existing | new_values(data_format))
         write_envelope(path, merged.items(), data_format, fsync)
+        return data_format
 
 
 def read_existing_results(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 SCHEMA_NAME = "braket.jobs_data.persisted_job_data"
 SCHEMA_VERSION = "1"
 
@@ -16,5 +18,6 @@ HEAD = (
 
 
 def tail(data_format: str) -> bytes:
-    """Everything after the data dictionary's last value, for ``data_format``'s value."""
-    return b'}, "dataFormat": "' + data_format.encode() + b'"}'
+    """Everything after the data dictionary's last value, for the label ``data_format``
+    (any string: escaped as ``json.dumps`` escapes it)."""
+    return b'}, "dataFormat": ' + json.dumps(data_format).encode() + b"}"

@@ -43,7 +43,14 @@ from jobpersist._atomic import fsync_enabled
 from jobpersist._conversion import coerce_keys
 from jobpersist._envelope import PreEncodedJson, PrePickled, write_envelope
 from jobpersist._environment import results_path
-from jobpersist._format import PersistedJobDataFormat, coerce_format
+from jobpersist._format import (
+    PICKLED,
+    Format,
+    PersistedJobDataFormat,
+    ResultFormat,
+    result_format,
+    warn_if_not_pickled,
+)
 from jobpersist._results import merge_results
 from jobpersist.data_persistence import prepare_checkpoint
 
@@ -59,8 +66,6 @@ __all__ = [
 #: What ``Future.result()`` returns for a save that a newer save of the same file replaced.
 SUPERSEDED = "superseded"
 
-_PICKLED = PersistedJobDataFormat.PICKLED_V4
-_PLAINTEXT = PersistedJobDataFormat.PLAINTEXT
 _DEFAULT_FRACTION = 4  # the default limit is 1/4 of physical memory
 _FALLBACK_LIMIT = 1 << 30  # when physical memory is unknown
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
@@ -136,13 +141,15 @@ class _Job:
     target: str
     write: Callable[[_Job], None]
     entries: list[tuple[str, Any]]
-    data_format: PersistedJobDataFormat | None
+    # Checkpoints: the format to write. Results: None (``requested`` decides at the merge).
+    data_format: Format | None
+    requested: ResultFormat | None
     fsync: bool
     size: int
     future: SaveFuture
     supersedable: bool
     # The format the values were snapshotted in (results: decided at call time).
-    snapshot_format: PersistedJobDataFormat
+    snapshot_format: Format
     seq: int = -1
     superseded: list[SaveFuture] = dataclasses.field(default_factory=list)
     superseded_seqs: list[int] = dataclasses.field(default_factory=list)
@@ -165,8 +172,9 @@ class _Writer:
         self.next_seq = 0
         self.failures: list[_Failure] = []
         self.thread: threading.Thread | None = None
-        # Each results file's data format once the saves queued for it are written.
-        self.result_formats: dict[str, tuple[PersistedJobDataFormat, int]] = {}
+        # Whether each results file reads as pickled once the saves queued for it are
+        # written, and the last of those saves.
+        self.result_formats: dict[str, tuple[bool, int]] = {}
 
     # ---- caller side -------------------------------------------------------------------
     def raise_unobserved(self) -> None:
@@ -286,23 +294,27 @@ class _Writer:
                 _settle(future, result=SUPERSEDED)
 
     # ---- results files ------------------------------------------------------------------
-    def expected_result_format(
-        self, path: str, requested: PersistedJobDataFormat | None
-    ) -> PersistedJobDataFormat:
-        """The format a results save will be written in, as far as can be known now."""
+    def expected_result_format(self, path: str, requested: ResultFormat) -> Format:
+        """The format a results save will be written in, as far as can be known now.
+
+        Raises:
+            ValueError: If the requested format is invalid over results that are not pickled.
+        """
         with self.cond:
             state = self.result_formats.get(path)
-            before = state[0] if state is not None else None
-        if before is None:
-            before = _file_format(path)
-        if requested is _PICKLED or before is _PICKLED:
-            return _PICKLED
-        return _PLAINTEXT
+            pickled = state[0] if state is not None else None
+        if pickled is None:
+            pickled = _file_pickled(path)
+        if pickled:
+            # Plaintext requested over pickled results fails at the merge, as it does
+            # synchronously: the Future gets the TypeError.
+            return PICKLED
+        return requested.resolve(False)
 
-    def note_result_format(self, path: str, fmt: PersistedJobDataFormat, seq: int) -> None:
+    def note_result_format(self, path: str, fmt: Format, seq: int) -> None:
         with self.cond:
             if seq in self.live:
-                self.result_formats[path] = (fmt, seq)
+                self.result_formats[path] = (fmt.labels_pickled, seq)
 
     def reset_after_fork(self) -> None:
         self.cond = threading.Condition()
@@ -334,7 +346,7 @@ if hasattr(os, "register_at_fork"):
 _TAIL_PICKLED = re.compile(rb'"dataFormat"\s*:\s*"pickled_v4"\s*}\s*$')
 
 
-def _file_format(path: str) -> PersistedJobDataFormat:
+def _file_pickled(path: str) -> bool:
     """Whether the results file at ``path`` is pickled, judged from its last bytes."""
     try:
         with open(path, "rb") as f:
@@ -342,8 +354,8 @@ def _file_format(path: str) -> PersistedJobDataFormat:
             f.seek(max(0, size - 96))
             tail = f.read()
     except OSError:
-        return _PLAINTEXT
-    return _PICKLED if _TAIL_PICKLED.search(tail) else _PLAINTEXT
+        return False
+    return _TAIL_PICKLED.search(tail) is not None
 
 
 class _Chunks(list[bytes]):
@@ -380,13 +392,11 @@ def _encoded(entries: list[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
             yield key, value
 
 
-def _snapshot(
-    data: dict[str, Any], data_format: PersistedJobDataFormat
-) -> tuple[list[tuple[str, Any]], int]:
+def _snapshot(data: dict[str, Any], data_format: Format) -> tuple[list[tuple[str, Any]], int]:
     """Encodes every value now, in the caller: later mutations cannot reach the file."""
     entries: list[tuple[str, Any]] = []
     size = 0
-    if data_format is _PICKLED:
+    if data_format.pickled:
         for key, value in data.items():
             chunks = _pickle_chunks(value)
             size += sum(len(c) for c in chunks)
@@ -411,11 +421,11 @@ def _write_result(job: _Job) -> None:
     path = job.target
     snapshot_format = job.snapshot_format
 
-    def new_values(data_format: PersistedJobDataFormat) -> dict[str, Any]:
+    def new_values(data_format: Format) -> dict[str, Any]:
         new: dict[str, Any] = dict(_encoded(job.entries))
-        if snapshot_format is data_format:
+        if snapshot_format.pickled == data_format.pickled:
             return new
-        if snapshot_format is _PICKLED:
+        if snapshot_format.pickled:
             # Our own pickles of the caller's values (never a file's): safe to load.
             return {k: pickle.loads(v.payload) for k, v in new.items()}  # noqa: S301
         raise TypeError(
@@ -425,7 +435,8 @@ def _write_result(job: _Job) -> None:
             "synchronously."
         )
 
-    merge_results(path, job.data_format, new_values, job.fsync)
+    assert job.requested is not None
+    merge_results(path, job.requested, new_values, job.fsync)
 
 
 def save_job_checkpoint_async(
@@ -445,9 +456,9 @@ def save_job_checkpoint_async(
         same checkpoint file replaced this one before it started; or to the write's error.
 
     Raises:
-        ValueError: Empty ``checkpoint_data``, a name that would leave the directory, a
-            circular reference; or an earlier background save's unretrieved error.
-        TypeError: An unsupported ``data_format`` or a value it cannot hold (now, not later).
+        ValueError: Empty ``checkpoint_data``, an invalid ``data_format``, a name that would
+            leave the directory, a circular reference.
+        TypeError: A value the format cannot hold (now, not later).
         Exception: An earlier background save's error that nobody retrieved (this call then
             saves nothing).
     """
@@ -459,6 +470,7 @@ def save_job_checkpoint_async(
         write=_write_checkpoint,
         entries=entries,
         data_format=fmt,
+        requested=None,
         fsync=fsync_enabled(),
         size=size,
         future=SaveFuture(),
@@ -488,24 +500,27 @@ def save_job_result_async(
         SaveFuture: Resolves to the path written, or to the write's error.
 
     Raises:
-        TypeError: An unsupported ``data_format`` or a value it cannot hold.
-        ValueError: A key the reference refuses, or a circular reference.
+        TypeError: A value the format cannot hold.
+        ValueError: An invalid ``data_format`` (over results that are not pickled), a key the
+            reference refuses, or a circular reference.
         Exception: An earlier background save's error that nobody retrieved (this call then
             saves nothing).
     """
     _WRITER.raise_unobserved()
     if not isinstance(result_data, dict):
         result_data = {"result": result_data}
-    requested = None if data_format is None else coerce_format(data_format)
+    requested = result_format(data_format)
     path = results_path()
     data = coerce_keys(dict(result_data))
     fmt = _WRITER.expected_result_format(path, requested)
+    warn_if_not_pickled(data_format, fmt, stacklevel=2)
     entries, size = _snapshot(data, fmt)
     job = _Job(
         target=path,
         write=_write_result,
         entries=entries,
-        data_format=requested,
+        data_format=None,
+        requested=requested,
         fsync=fsync_enabled(),
         size=size,
         future=SaveFuture(),

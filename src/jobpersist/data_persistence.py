@@ -12,7 +12,13 @@ from jobpersist._atomic import fsync_enabled
 from jobpersist._conversion import coerce_keys
 from jobpersist._envelope import parse_envelope, write_envelope
 from jobpersist._environment import checkpoint_path, get_job_name, results_path
-from jobpersist._format import PersistedJobDataFormat, coerce_format
+from jobpersist._format import (
+    Format,
+    PersistedJobDataFormat,
+    coerce_format,
+    result_format,
+    warn_if_not_pickled,
+)
 from jobpersist._results import merge_results
 from jobpersist.serialization import (
     decode_pickled_text,
@@ -28,11 +34,11 @@ def save_job_checkpoint(
     data_format: PersistedJobDataFormat = PersistedJobDataFormat.PLAINTEXT,
 ) -> None:
     """Saves the specified `checkpoint_data` to the local output directory, specified by
-    the container environment variable `AMZN_BRAKET_CHECKPOINT_DIR` (or `CHECKPOINT_DIR`),
-    with the filename `f"{job_name}(_{checkpoint_file_suffix}).json"`. The `job_name` refers
-    to the name of the current job and is retrieved from the container environment variable
-    `AMZN_BRAKET_JOB_NAME` (or `JOB_NAME`). The `checkpoint_data` values are serialized to the
-    specified `data_format`.
+    the container environment variable `AMZN_BRAKET_CHECKPOINT_DIR`, with the filename
+    `f"{job_name}(_{checkpoint_file_suffix}).json"`. The `job_name` refers to the name of the
+    current job and is retrieved from the container environment variable
+    `AMZN_BRAKET_JOB_NAME`. The `checkpoint_data` values are serialized to the specified
+    `data_format`.
 
     The file is replaced atomically and durably: a save that fails or is killed leaves the
     previous checkpoint intact.
@@ -45,13 +51,16 @@ def save_job_checkpoint(
             Default: ""
         data_format (PersistedJobDataFormat): The data format used to serialize the
             values. Note that for `PICKLED` data formats, the values are base64 encoded
-            after serialization. Default: PersistedJobDataFormat.PLAINTEXT
+            after serialization. As in amazon-braket-sdk, any other string (or number, or
+            UTF-8 bytes) writes the values as plaintext, with that string as the file's
+            `dataFormat`; a `UserWarning` says so when it looks like a request to pickle
+            (`"pickle"`, `"PICKLED_V4"`). Default: PersistedJobDataFormat.PLAINTEXT
 
     Raises:
-        ValueError: If the supplied `checkpoint_data` is `None` or empty, if the job name or
-            `checkpoint_file_suffix` would leave the checkpoint directory, or on a circular
-            reference.
-        TypeError: If `data_format` is unsupported, or a value cannot be written in it.
+        ValueError: If the supplied `checkpoint_data` is `None` or empty, if `data_format` is
+            invalid (`None`, an object), if the job name or `checkpoint_file_suffix` would
+            leave the checkpoint directory, or on a circular reference.
+        TypeError: If a value cannot be written in the data format.
         OSError: If the file cannot be written.
     """
     path, fmt, data = prepare_checkpoint(checkpoint_data, checkpoint_file_suffix, data_format)
@@ -60,19 +69,21 @@ def save_job_checkpoint(
 
 def prepare_checkpoint(
     checkpoint_data: dict[Any, Any], checkpoint_file_suffix: str, data_format: Any
-) -> tuple[str, PersistedJobDataFormat, dict[str, Any]]:
+) -> tuple[str, Format, dict[str, Any]]:
     """What every checkpoint save checks first: the target path, the format, and the data
-    with its keys coerced.
+    with its keys coerced. To be called by the public save function itself: a plaintext
+    format that looks like a request to pickle is warned about at that function's caller.
 
     Raises:
-        ValueError: Empty data, or a name that would leave the directory.
-        TypeError: An unsupported format.
+        ValueError: Empty data, an invalid format, or a name that would leave the directory.
     """
     if not checkpoint_data:
         raise ValueError("The checkpoint_data argument cannot be empty.")
     fmt = coerce_format(data_format)
     path = checkpoint_path(get_job_name(), checkpoint_file_suffix)
-    return path, fmt, coerce_keys(dict(checkpoint_data))
+    data = coerce_keys(dict(checkpoint_data))
+    warn_if_not_pickled(data_format, fmt, stacklevel=3)
+    return path, fmt, data
 
 
 def load_job_checkpoint(
@@ -83,8 +94,8 @@ def load_job_checkpoint(
     """Loads the job checkpoint data stored for the job named 'job_name', with the checkpoint
     file that ends with the `checkpoint_file_suffix`. The `job_name` can refer to any job whose
     checkpoint data you expect to be available in the file path specified by the
-    `AMZN_BRAKET_CHECKPOINT_DIR` (or `CHECKPOINT_DIR`) container environment variable. If not
-    provided, this function will use the currently running job's name.
+    `AMZN_BRAKET_CHECKPOINT_DIR` container environment variable. If not provided, this
+    function will use the currently running job's name.
 
     Args:
         job_name (str | None): str that specifies the name of the job whose checkpoints
@@ -155,19 +166,26 @@ def save_job_result(
             `{"result": result_data}`.
         data_format (PersistedJobDataFormat | None): The data format used to serialize the
             values. Note that for `PICKLED` data formats, the values are base64 encoded
-            after serialization. Default: PersistedJobDataFormat.PLAINTEXT, or PICKLED_V4
-            when the saved results already are.
+            after serialization. Saved pickled results stay pickled. Other values are read
+            as by `save_job_checkpoint` (a falsy one means plaintext). Default:
+            PersistedJobDataFormat.PLAINTEXT, or PICKLED_V4 when the saved results already are.
 
     Raises:
-        TypeError: Unsupported data format, plaintext over pickled results, or a value the
-            format cannot hold.
-        ValueError: If the existing results file is damaged, or on a circular reference.
+        TypeError: Plaintext over pickled results, or a value the format cannot hold.
+        ValueError: If the existing results file is damaged, if `data_format` is invalid,
+            or on a circular reference.
         OSError: If the file cannot be written.
     """
     if not isinstance(result_data, dict):
         result_data = {"result": result_data}
-    requested = None if data_format is None else coerce_format(data_format)
-    merge_results(results_path(), requested, lambda _: result_data, fsync_enabled())
+    requested = result_format(data_format)
+
+    def new_values(fmt: Format) -> dict[Any, Any]:
+        # Called by merge_results, called by save_job_result, called by the user.
+        warn_if_not_pickled(data_format, fmt, stacklevel=4)
+        return result_data
+
+    merge_results(results_path(), requested, new_values, fsync_enabled())
 
 
 # Values whose base64 text is at least this long are decoded as they are unpickled.

@@ -8,7 +8,12 @@ import pickle
 import sys
 from typing import Any
 
-from jobpersist._format import PersistedJobDataFormat, coerce_format
+from jobpersist._format import (
+    PersistedJobDataFormat,
+    coerce_format,
+    is_pickled,
+    warn_if_not_pickled,
+)
 
 PICKLE_DISABLED_MESSAGE = (
     "Data is in PICKLED_V4 format, but pickle deserialization is disabled by "
@@ -29,20 +34,26 @@ def serialize_values(
         data_dictionary (dict[str, Any]): Dict whose values are to be serialized.
         data_format (PersistedJobDataFormat): The data format used to serialize the
             values. Note that for `PICKLED` data formats, the values are base64 encoded
-            after serialization, so that they represent valid UTF-8 text.
+            after serialization, so that they represent valid UTF-8 text. Any value that
+            does not equal `PersistedJobDataFormat.PICKLED_V4` means plaintext, as in
+            amazon-braket-sdk (with a `UserWarning` for one that looks like a request to
+            pickle, such as `"pickle"`).
 
     Returns:
         dict[str, Any]: Dict with same keys as `data_dictionary` and values serialized to
-        the specified `data_format`. For PLAINTEXT this is `data_dictionary` itself.
-
-    Raises:
-        TypeError: If `data_format` is not a supported format.
+        the specified `data_format`. For plaintext this is `data_dictionary` itself.
     """
-    if coerce_format(data_format) is PersistedJobDataFormat.PICKLED_V4:
+    if is_pickled(data_format):
         return {
             k: base64.encodebytes(pickle.dumps(v, protocol=4)).decode()
             for k, v in data_dictionary.items()
         }
+    try:
+        fmt = coerce_format(data_format)
+    except ValueError:
+        pass  # only a save validates the format, as in the reference
+    else:
+        warn_if_not_pickled(data_format, fmt, stacklevel=2, written=False)
     return data_dictionary
 
 
@@ -138,9 +149,9 @@ def deserialize_values(
     Raises:
         RuntimeError: If data format is PICKLED_V4 and allow_pickle is False.
         ValueError: If a pickled value is not valid base64 or cannot be unpickled.
-        TypeError: If `data_format` is not a supported format.
     """
-    if coerce_format(data_format) is PersistedJobDataFormat.PICKLED_V4:
+    # As in amazon-braket-sdk: anything but PICKLED_V4 (by ==) is plaintext.
+    if is_pickled(data_format):
         require_pickle_allowed(allow_pickle)
         return {k: unpickle_value(k, decode_pickled_text(k, v)) for k, v in data_dictionary.items()}
     return data_dictionary
