@@ -19,5 +19,13 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<reader::NativeValueReader>()?;
     m.add("DecodeError", m.py().get_type::<errors::DecodeError>())?;
     m.add_function(wrap_pyfunction!(reader::read_file, m)?)?;
+    m.add_function(wrap_pyfunction!(base64_isa, m)?)?;
     Ok(())
+}
+
+/// The instruction set base64-simd encodes and decodes with on this machine:
+/// "avx2", "ssse3", "neon", "simd128" or "fallback" (for `jobpersist info`).
+#[pyfunction]
+fn base64_isa() -> &'static str {
+    jobpersist_core::base64_isa()
 }

@@ -8,6 +8,7 @@ __all__ = [
     "EnvelopeWriter",
     "FileData",
     "ValueReader",
+    "base64_isa",
     "encode_json",
     "open_writer",
     "read_file",
@@ -52,3 +53,6 @@ class FileData:
 def read_file(path: str | PathLike[str]) -> FileData: ...
 def encode_json(key: Any, value: Any) -> bytes: ...
 def open_writer(path: str | PathLike[str], fsync: bool) -> EnvelopeWriter: ...
+def base64_isa() -> str:
+    """The instruction set of the base64 code on this machine: ``"avx2"``, ``"ssse3"``,
+    ``"neon"``, ``"simd128"`` or ``"fallback"``."""

@@ -17,6 +17,7 @@ mod error;
 mod float_repr;
 mod int_format;
 mod json_escape;
+mod simd_isa;
 #[cfg(test)]
 mod test_support;
 
@@ -30,3 +31,4 @@ pub use error::{Error, Result};
 pub use float_repr::{write_float_repr, write_json_float};
 pub use int_format::write_i64;
 pub use json_escape::{escape_code_points, escape_str};
+pub use simd_isa::base64_isa;

@@ -1,9 +1,9 @@
 """The ``jobpersist`` command: one module per subcommand.
 
 ``inspect`` and ``verify`` read files without ever unpickling them (pickled values are read
-as opcode streams), and need nothing beyond the core install. ``bench`` draws
-its progress bar with tqdm or rich and its chart with matplotlib when they are installed
-(``pip install 'jobpersist[bench]'``).
+as opcode streams), and need nothing beyond the core install; ``info`` says which backend and
+wheel are in use. ``bench`` draws its progress bar with tqdm or rich and its chart with
+matplotlib when they are installed (``pip install 'jobpersist[bench]'``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from jobpersist.cli import bench, inspect, verify
+from jobpersist.cli import bench, info, inspect, verify
 from jobpersist.cli._common import CliError
 
 __all__ = ["CliError", "build_parser", "main"]
@@ -28,6 +28,7 @@ examples:
   jobpersist bench                                    save/load timings, 1, 16 and 64 MiB
   jobpersist bench --size 4M --size 256M --plot bench.png
   python -m jobpersist bench --format plaintext --rounds 5
+  jobpersist info                                     version, backend, wheel, SIMD in use
 """
 
 
@@ -36,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jobpersist",
         description="Inspect, verify and benchmark Amazon Braket job checkpoint and result "
-        "files (braket.jobs.data_persistence format).",
+        "files (braket.jobs.data_persistence format); show the installation.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -45,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"jobpersist {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for command in (inspect, verify, bench):
+    for command in (inspect, verify, bench, info):
         command.register(sub)
     return parser
 
