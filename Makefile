@@ -2,8 +2,12 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
+# Release builds use their own small venv: no editable build, pinned tools, reproducible.
+RELEASE_VENV ?= .venv-release
+RELEASE_PY := $(RELEASE_VENV)/bin/python
+RELEASE_TOOLS := maturin==1.16.0 ziglang==0.17.1 auditwheel==6.8.2
 
-.PHONY: setup demo test test-rust test-python lint fmt bench clean
+.PHONY: setup demo test test-rust test-python lint fmt bench wheels test-wheels clean
 
 $(VENV)/bin/python:
 	python3 -m venv $(VENV)
@@ -47,5 +51,19 @@ fmt:
 bench: setup
 	$(PY) benches/compare.py
 
+$(RELEASE_PY):
+	python3 -m venv $(RELEASE_VENV)
+	$(RELEASE_PY) -m pip install --quiet --upgrade pip $(RELEASE_TOOLS)
+
+## wheels: the release set in dist/: the native cp311-abi3 manylinux_2_17 x86_64 wheel (zig-linked,
+## checked by auditwheel), the pure-Python py3-none-any wheel and the sdist (no setup needed)
+wheels: $(RELEASE_PY)
+	$(RELEASE_PY) tools/build_wheels.py --out dist
+
+## test-wheels: after `make wheels`, installs each wheel in a fresh venv of every CPython 3.10-3.13
+## found (no Rust on PATH), checks the wheel and backend pip chose, runs the suite against it
+test-wheels: $(RELEASE_PY)
+	$(RELEASE_PY) tools/check_wheels.py --dist dist
+
 clean:
-	rm -rf $(VENV) target
+	rm -rf $(VENV) $(RELEASE_VENV) target dist
