@@ -2,8 +2,9 @@
 
 ``inspect`` and ``verify`` read files without ever unpickling them (pickled values are read
 as opcode streams), and need nothing beyond the core install; ``info`` says which backend and
-wheel are in use. ``bench`` draws its progress bar with tqdm or rich and its chart with
-matplotlib when they are installed (``pip install 'jobpersist[bench]'``).
+wheel are in use; ``bundle`` prepares the wheels a Braket job installs offline. ``bench`` draws
+its progress bar with tqdm or rich and its chart with matplotlib when they are installed
+(``pip install 'jobpersist[bench]'``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from jobpersist.cli import bench, info, inspect, verify
+from jobpersist.cli import bench, bundle, info, inspect, verify
 from jobpersist.cli._common import CliError
 
 __all__ = ["CliError", "build_parser", "main"]
@@ -29,6 +30,7 @@ examples:
   jobpersist bench --size 4M --size 256M --plot bench.png
   python -m jobpersist bench --format plaintext --rounds 5
   jobpersist info                                     version, backend, wheel, SIMD in use
+  jobpersist bundle --find-links dist job-source      wheels for a Braket job, installed offline
 """
 
 
@@ -37,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jobpersist",
         description="Inspect, verify and benchmark Amazon Braket job checkpoint and result "
-        "files (braket.jobs.data_persistence format); show the installation.",
+        "files (braket.jobs.data_persistence format); show the installation; bundle the "
+        "wheels for a Braket job.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -46,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"jobpersist {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for command in (inspect, verify, bench, info):
+    for command in (inspect, verify, bench, info, bundle):
         command.register(sub)
     return parser
 
