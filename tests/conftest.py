@@ -89,6 +89,34 @@ def require_backend(name: str) -> None:
         )
 
 
+def pennylane_available() -> bool:
+    try:
+        importlib.import_module("pennylane")
+    except ImportError:
+        return False
+    return True
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "pennylane: needs PennyLane (real-script cases with pennylane.numpy tensors); "
+        "skipped only when pennylane cannot be imported",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if pennylane_available():
+        return
+    skip = pytest.mark.skip(
+        reason="pennylane is not installed (pip install pennylane): the real-script cases "
+        "with PennyLane tensors need it"
+    )
+    for item in items:
+        if item.get_closest_marker("pennylane") is not None:
+            item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True)
 def _no_fsync(monkeypatch: pytest.MonkeyPatch) -> None:
     """Speed: skip fsyncs everywhere (renames stay atomic). Tests of fsync override it."""
@@ -202,8 +230,18 @@ def canon(value: Any, _active: frozenset[int] = frozenset()) -> Any:
         if isinstance(value, (set, frozenset)):
             return (cls.__qualname__, tuple(sorted(repr(canon(v, active)) for v in value)))
         return (cls.__qualname__, tuple(canon(v, active) for v in value))
-    if type(value).__module__ == "numpy" and hasattr(value, "tobytes"):
-        return ("numpy", cls.__qualname__, str(value.dtype), value.shape, value.tobytes())
+    if all(hasattr(value, a) for a in ("dtype", "shape", "tobytes")):
+        # numpy arrays and scalars, and their subclasses (PennyLane's tensor, whose
+        # requires_grad must survive a round trip too).
+        return (
+            "array",
+            cls.__module__,
+            cls.__qualname__,
+            str(value.dtype),
+            value.shape,
+            value.tobytes(),
+            getattr(value, "requires_grad", None),
+        )
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return (
             cls.__qualname__,
@@ -310,6 +348,9 @@ class Twin:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.count = 0
+        # AMZN_BRAKET_JOB_NAME on both sides: a script may run as several jobs in turn.
+        self.job_name = JOB_NAME
+        self.last_reference: Outcome | None = None
         self.ours = ours_api()
         self.reference = reference_api()
         self.reset()
@@ -330,7 +371,7 @@ class Twin:
         checkpoints, results = self.dirs[side]
         return environ(
             AMZN_BRAKET_CHECKPOINT_DIR=str(checkpoints),
-            AMZN_BRAKET_JOB_NAME=JOB_NAME,
+            AMZN_BRAKET_JOB_NAME=self.job_name,
             AMZN_BRAKET_JOB_RESULTS_DIR=str(results),
             CHECKPOINT_DIR=str(self.root / "not-the-checkpoint-dir"),
             JOB_NAME=DECOY_JOB_NAME,
@@ -360,6 +401,7 @@ class Twin:
         before = self.files("ours")
         ours = self.run("ours", fn)
         reference = self.run("reference", fn)
+        self.last_reference = reference
         if ours.ok and reference.ok:
             assert_same_files(self.files("ours"), self.files("reference"))
             assert canon(ours.value) == canon(reference.value)
