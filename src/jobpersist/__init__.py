@@ -4,16 +4,13 @@ Same API, same files, atomic and durable writes. ``BACKEND`` tells which codec i
 ``"native"`` (the compiled ``jobpersist._native``) or ``"python"`` (the pure-Python fallback).
 """
 
-from typing import Any
+import atexit
+import importlib
+import sys
+from typing import TYPE_CHECKING, Any
 
 from jobpersist import _codec
 from jobpersist._format import PersistedJobDataFormat
-from jobpersist.background import (
-    save_job_checkpoint_async,
-    save_job_result_async,
-    wait_for_saves,
-)
-from jobpersist.braket_patch import patch_braket
 from jobpersist.data_persistence import (
     load_job_checkpoint,
     load_job_result,
@@ -21,6 +18,14 @@ from jobpersist.data_persistence import (
     save_job_result,
 )
 from jobpersist.serialization import deserialize_values, serialize_values
+
+if TYPE_CHECKING:
+    from jobpersist.background import (
+        save_job_checkpoint_async,
+        save_job_result_async,
+        wait_for_saves,
+    )
+    from jobpersist.braket_patch import patch_braket
 
 __all__ = [
     "BACKEND",
@@ -40,8 +45,40 @@ __all__ = [
 __version__ = "0.1.0"
 
 
+# Imported on first use, to keep `import jobpersist` light: the background writer (threads,
+# concurrent.futures) and the braket patch are not needed by jobs that save synchronously.
+_LAZY = {
+    "save_job_checkpoint_async": "jobpersist.background",
+    "save_job_result_async": "jobpersist.background",
+    "wait_for_saves": "jobpersist.background",
+    "patch_braket": "jobpersist.braket_patch",
+}
+
+
 def __getattr__(name: str) -> Any:
     # BACKEND is read live, so it stays true when tests or benchmarks switch codecs.
     if name == "BACKEND":
         return _codec.BACKEND
-    raise AttributeError(f"module 'jobpersist' has no attribute {name!r}")
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'jobpersist' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+def _drain_background_saves() -> None:
+    # atexit runs hooks last-registered first. jobpersist.background registers its drain when
+    # first used, which may be after an atexit hook of the job's that still saves in the
+    # background; this one, registered at import as the drain was before the import became
+    # lazy, runs after such hooks and waits for their saves too.
+    background = sys.modules.get("jobpersist.background")
+    if background is not None:
+        background._drain_at_exit()
+
+
+atexit.register(_drain_background_saves)
