@@ -184,9 +184,9 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "info",
         help="show the version, backend (and why), wheel tags, Python and SIMD in use",
-        description="Shows the jobpersist version; the backend in use and, when it is not "
-        "native, why (a pure-Python wheel, the compiled module failing to import, or "
-        "JOBPERSIST_BACKEND); the tags of the installed wheel; the Python; and the "
+        description="Shows the jobpersist version; the backend in use and, when it is not\n"
+        "native, why (a pure-Python wheel, the compiled module failing to import, or\n"
+        "JOBPERSIST_BACKEND); the tags of the installed wheel; the Python; and the\n"
         "instruction set of the base64 code (detected at run time, as base64-simd does).",
         epilog="examples:\n  jobpersist info\n  JOBPERSIST_BACKEND=python jobpersist info\n"
         "  jobpersist info --json | jq .backend",
