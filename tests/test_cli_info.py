@@ -130,6 +130,14 @@ def test_native() -> None:
     assert f"python:   {platform.python_implementation()} {platform.python_version()}" in text
 
 
+@native_only
+def test_forced_native() -> None:
+    report = info_json(child_env("native"))
+    assert report["backend"] == "native" and report["forced"] == "native"
+    assert report["reason"] is None
+    assert ", forced by JOBPERSIST_BACKEND=native\n" in run_info(child_env("native"))
+
+
 def test_forced_python() -> None:
     report = info_json(child_env("python"))
     assert report["backend"] == "python" and report["forced"] == "python"

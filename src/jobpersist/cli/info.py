@@ -163,6 +163,8 @@ def format_info(info: dict[str, Any]) -> str:
     backend = info["backend"]
     if backend == "native":
         backend += f" ({native['path']})"
+        if info["forced"] == "native":
+            backend += ", forced by JOBPERSIST_BACKEND=native"
     lines = [f"jobpersist {info['version']}", f"backend:  {backend}"]
     if info["reason"]:
         lines.append(f"  why:    {info['reason']}")
