@@ -190,7 +190,9 @@ KILL_AFTER_STEP = 12
 
 
 def _job_env(base: dict[str, str], opt_ml: Path, hp_file: Path, code: Path) -> dict[str, str]:
-    """The variables the job container sets for the customer's script."""
+    """The variables the job container sets for the customer's script (and its folders)."""
+    for folder in ("checkpoints", "model", "input/data"):
+        (opt_ml / folder).mkdir(parents=True, exist_ok=True)
     return {
         **base,
         "AMZN_BRAKET_JOB_NAME": "jobpersist-bundle-test",
@@ -343,7 +345,10 @@ def main() -> int:
             )
         if (not args.only or "bundle" in args.only) and "3.12" in interpreters:
             print("== bundle: a Braket job source folder installed and run as the container does")
-            outcomes.append(run_bundle(interpreters["3.12"], dist, work))
+            try:
+                outcomes.append(run_bundle(interpreters["3.12"], dist, work))
+            except (subprocess.CalledProcessError, RuntimeError) as exc:
+                outcomes.append(Outcome("bundle", False, f"{exc}", 0))
         if (not args.only or "sdist" in args.only) and "3.12" in interpreters:
             print("== sdist: Python 3.12")
             outcomes.append(run_sdist(interpreters["3.12"], dist, work))
