@@ -63,8 +63,8 @@ class Job:
             return outcome.value
         reference = self.twin.last_reference
         assert reference is not None and reference.error is not None
-        assert type(outcome.error) is type(reference.error), (outcome.error, reference.error)
         assert outcome.error is not None
+        assert type(outcome.error) is type(reference.error), (outcome.error, reference.error)
         raise outcome.error
 
     def save_job_checkpoint(self, *args: Any, **kwargs: Any) -> None:
@@ -96,8 +96,9 @@ def cross_load_all(twin: Twin) -> None:
 
 
 def tracked_tasks(device: str, shots: int, durations_ms: list[float | None]) -> Tracker:
-    """A ``braket.tracking.Tracker`` that has seen one task per duration (None: a QPU task,
-    which reports none), as it sees them in a job: its statistics hold timedelta values."""
+    """A ``braket.tracking.Tracker`` that has seen one completed task per duration, as it
+    sees them in a job. Simulator tasks report a duration, summed into timedelta values in
+    the statistics; QPU tasks report None."""
     tracker = Tracker()
     for i, duration in enumerate(durations_ms):
         arn = f"arn:aws:braket:us-west-2:000000000000:quantum-task/{i:08d}-0000-0000-0000"
@@ -260,9 +261,7 @@ def run_hybrid_job(twin: Twin, job_name: str, entry_point: Any, data_format: str
         try:
             job.save_job_result(result, data_format=PersistedJobDataFormat[data_format])
         except TypeError:
-            # The job fails; it leaves no results file on either side.
-            assert not any(twin.dirs["ours"][1].iterdir())
-            return None
+            return None  # the job fails (Job checked that the results file stayed as it was)
     loaded = job.load_job_result(allow_pickle=True)
     if result is None:
         assert loaded == {}
@@ -596,8 +595,9 @@ def test_hybrid_job_decorator_pennylane(twin: Twin, data_format: str) -> None:
     """A ``@hybrid_job`` function that trains with PennyLane and returns its tensors
     (amazon-braket/amazon-braket-sdk-python, src/braket/jobs/_entry_point_template.py for
     the save), checkpointing them pickled as it goes: the tensors come back from both
-    implementations with their dtype and ``requires_grad``. Saved as plaintext, the tensors
-    are a TypeError on both, and the job fails without results."""
+    implementations with their dtype and ``requires_grad``. The function saves a plaintext
+    result of its own first, which the template's pickled save merges over. Saved as
+    plaintext, the tensors are a TypeError on both, and only the function's own result stays."""
     import pennylane as qml
     from pennylane import numpy as pnp
 
@@ -625,12 +625,16 @@ def test_hybrid_job_decorator_pennylane(twin: Twin, data_format: str) -> None:
         resumed = job.load_job_checkpoint(allow_pickle=True)
         assert type(resumed["params"]) is pnp.tensor and resumed["params"].requires_grad
         assert resumed["frozen"].requires_grad is False
+        # Results saved by the function itself: the template's save merges over them.
+        job.save_job_result({"steps": len(losses), "last loss": float(losses[-1])})
         return {"params": params, "losses": losses, "final": circuit(params)}
 
     loaded = run_hybrid_job(twin, job.twin.job_name, entry_point, data_format)
     if data_format == "PLAINTEXT":
         assert loaded is None
+        assert set(job.load_job_result()) == {"steps", "last loss"}
         return
+    assert loaded["steps"] == 4  # merged, and pickled with the rest
     assert type(loaded["params"]) is pnp.tensor and loaded["params"].requires_grad
     assert loaded["params"].dtype == np.float64 and len(loaded["losses"]) == 4
     cross_load_all(twin)
