@@ -15,7 +15,7 @@ $(VENV)/bin/python:
 
 ## setup: a venv with jobpersist built from source (release) and the test/dev tools
 setup: $(VENV)/bin/python
-	$(PIP) install --quiet -e '.[test,dev,bench]'
+	$(PIP) install --quiet -e '.[test,dev,bench,pennylane-tests]'
 
 ## demo: set up, save and load a big checkpoint with jobpersist and the reference, then
 ## `jobpersist bench`: the timing table and chart (bench.png) of native, python and reference
