@@ -113,9 +113,8 @@ def pure_pyproject() -> str:
         raise SystemExit("pyproject.toml: no [build-system] table to replace")
     text = re.sub(r"\[tool\.maturin\]\n(?:.+\n)+", "", text)
     return text + (
-        "\n[tool.setuptools]\n"
-        'package-dir = { "" = "src" }\n'
-        'packages = ["jobpersist"]\n'
+        "\n[tool.setuptools.packages.find]\n"
+        'where = ["src"]\n'
         "\n[tool.setuptools.package-data]\n"
         'jobpersist = ["py.typed"]\n'
     )
@@ -148,8 +147,15 @@ def build_pure(out: Path) -> Path:
     compiled = [n for n in names if n.endswith(COMPILED_SUFFIXES) or "_native" in n]
     if compiled:
         raise SystemExit(f"{wheel.name} holds compiled files: {compiled}")
-    if "jobpersist/py.typed" not in names:
-        raise SystemExit(f"{wheel.name} lacks jobpersist/py.typed")
+    # Every Python module of the package, subpackages included, and the typing marker.
+    expected = {
+        path.relative_to(PACKAGE.parent).as_posix()
+        for path in PACKAGE.rglob("*")
+        if path.suffix == ".py" or path.name == "py.typed"
+    }
+    missing = sorted(expected - set(names))
+    if missing:
+        raise SystemExit(f"{wheel.name} lacks {missing}")
     print(f"pure wheel: {wheel.name} ({len(names)} files, none compiled)")
     return wheel
 
