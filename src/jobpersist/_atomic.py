@@ -107,7 +107,7 @@ class AtomicFile:
                 self.abort()
                 raise
 
-    def write(self, data: bytes | memoryview) -> None:
+    def write(self, data: bytes | bytearray | memoryview) -> None:
         """Writes all of ``data``."""
         view = memoryview(data)
         try:
