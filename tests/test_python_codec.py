@@ -102,6 +102,10 @@ def scans(data: bytes) -> list[Any]:
     return [_python_codec._split_scan(data, end), _python_codec._loop_scan(data, end)]
 
 
+def parsed_scan(data: bytes) -> Any:
+    return _python_codec._parsed_scan(data, len(data) - len(_python_codec._TAIL))
+
+
 @pytest.mark.parametrize("count", [0, 1, 2, 63, 64, 65, 300])
 def test_both_scans_find_every_key_and_value(count: int) -> None:
     values = {
@@ -115,10 +119,32 @@ def test_both_scans_find_every_key_and_value(count: int) -> None:
         texts = [json.loads(b'"' + data[start:end] + b'"') for start, end in spans]
         assert texts == list(parsed.values())
         assert PyFileData(data).decode_values(spans) == list(values.values())
+    # orjson's scan takes files without escapes but the values' newlines.
+    parsed = parsed_scan(data)
+    if count and all(k.isascii() and k.isprintable() for k in values):
+        assert parsed is not None
+    if parsed is not None:
+        assert parsed[:2] == scans(data)[1][:2]
     file = PyFileData(data)
     scanned = file.scan_pickled()
     assert scanned is not None and scanned[0] == list(values)
     assert file.decode_values(scanned[1]) == list(values.values())
+
+
+@pytest.mark.parametrize("count", [1, 300])
+def test_parsed_scan_of_raw_utf8_keys(count: int) -> None:
+    values = {f"k\u00e9\u20ac{i}": pickle.dumps(i, protocol=4) for i in range(count)}
+    doc = {
+        "braketSchemaHeader": HEADER,
+        "dataDictionary": {k: base64.encodebytes(v).decode() for k, v in values.items()},
+        "dataFormat": "pickled_v4",
+    }
+    data = json.dumps(doc, ensure_ascii=False).encode()
+    parsed = parsed_scan(data)
+    assert parsed is not None and parsed[:2] == scans(data)[1][:2]
+    file = PyFileData(data)
+    scanned = file.scan_pickled()
+    assert scanned is not None and file.decode_values(scanned[1]) == list(values.values())
 
 
 @pytest.mark.parametrize(
@@ -130,11 +156,22 @@ def test_both_scans_find_every_key_and_value(count: int) -> None:
         lambda d: d.replace(b'"k1"', b'"k\x011"', 1),
         lambda d: d.replace(b'"k1": ', b'"k1": 1, "x": ', 1),
         lambda d: d[:-1],
+        # Same length, other layout: spans from lengths alone would be off.
+        lambda d: d.replace(b'"k1": "', b'"k1":  "', 1).replace(b'", "k3"', b'","k3"', 1),
+        lambda d: d.replace(b'"k1": "', b'"k1":"', 1).replace(b'", "k3"', b'",  "k3"', 1),
+        lambda d: d.replace(b'"k1": "', b'"k1": "\\u0041', 1),
     ],
 )
-def test_both_scans_refuse_other_layouts(damage: Callable[[bytes], bytes]) -> None:
+def test_every_scan_refuses_other_layouts(damage: Callable[[bytes], bytes]) -> None:
     data = damage(reference_file({f"k{i}": b"xyz" * i for i in range(100)}))
-    if data.endswith(_python_codec._TAIL):
+    # The scans proper start after the head and end before the tail, which the caller checks.
+    framed = data.startswith(_python_codec.HEAD) and data.endswith(_python_codec._TAIL)
+    if framed:
+        assert parsed_scan(data) is None
+    if b"\\u0041" in data:
+        # A value's other escapes are the decoder's to refuse, not the layout scans'.
+        return
+    if framed:
         assert scans(data) == [None, None]
     assert _python_codec._scan_pickled(data) is None
 
