@@ -15,7 +15,13 @@ import pytest
 
 import jobpersist
 from jobpersist import _codec, _python_codec
-from jobpersist._python_codec import DecodeError, PyFileData
+from jobpersist._python_codec import DecodeError, _BytesSource
+
+
+def PyFileData(data: bytes) -> _python_codec.PyFileData:
+    """The class, over bytes."""
+    return _python_codec.PyFileData(_BytesSource(data))
+
 
 HEADER = {"name": "braket.jobs_data.persisted_job_data", "version": "1"}
 STEP = _python_codec._DECODE_STEP
@@ -99,7 +105,10 @@ def test_writer_many_small_values(tmp_path: Any) -> None:
 
 def scans(data: bytes) -> list[Any]:
     end = len(data) - len(_python_codec._TAIL)
-    return [_python_codec._split_scan(data, end), _python_codec._loop_scan(data, end)]
+    return [
+        _python_codec._split_scan(data, end),
+        _python_codec._loop_scan(_BytesSource(data), end),
+    ]
 
 
 def parsed_scan(data: bytes) -> Any:
@@ -173,10 +182,10 @@ def test_every_scan_refuses_other_layouts(damage: Callable[[bytes], bytes]) -> N
         return
     if framed:
         assert scans(data) == [None, None]
-    assert _python_codec._scan_pickled(data) is None
+    assert _python_codec._scan_pickled(_BytesSource(data), len(data)) is None
 
 
-def read_all(file: PyFileData, start: int, end: int, how: str) -> bytes:
+def read_all(file: _python_codec.PyFileData, start: int, end: int, how: str) -> bytes:
     reader = file.value_reader(start, end)
     if how == "read":
         out = reader.read(3) + reader.read(70_000) + reader.read()
@@ -276,3 +285,53 @@ def test_round_trip_many_values_and_a_big_one(job_env: Any) -> None:
     loaded = jobpersist.load_job_checkpoint(allow_pickle=True)
     assert np.array_equal(loaded.pop("array"), array)
     assert loaded == {k: v for k, v in data.items() if k != "array"}
+
+
+@pytest.mark.parametrize("window", [64, 4096, 1 << 20])
+def test_big_files_are_read_through_a_window(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, window: int
+) -> None:
+    # Every file counts as big here: scanned and decoded through the window, whose edges
+    # fall anywhere in keys, separators and escapes.
+    monkeypatch.setattr(_python_codec, "_SMALL_FILE", 0)
+    monkeypatch.setattr(_python_codec, "_WINDOW", window)
+    values = {f"key {i}": os.urandom(i * 997 % 5000) for i in range(40)}
+    values["big"] = os.urandom(3 * STEP + 11)
+    path = tmp_path / "big.json"
+    path.write_bytes(reference_file(values) + b"\n ")
+    file = _python_codec.read_file(str(path))
+    assert isinstance(file._source, _python_codec._FileSource)
+    scanned = file.scan_pickled()
+    assert scanned is not None and scanned[0] == list(values)
+    assert file.decode_values(scanned[1]) == list(values.values())
+    assert read_all(file, *scanned[1][-1], "read") == values["big"]
+    assert file.bytes() == path.read_bytes()
+
+
+def test_a_big_file_truncated_while_read_is_a_value_error(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_python_codec, "_SMALL_FILE", 0)
+    monkeypatch.setattr(_python_codec, "_WINDOW", 4096)
+    path = tmp_path / "big.json"
+    path.write_bytes(reference_file({"v": os.urandom(4 * STEP)}))
+    file = _python_codec.read_file(str(path))
+    scanned = file.scan_pickled()
+    assert scanned is not None
+    with open(path, "r+b") as f:
+        f.truncate(STEP)
+    with pytest.raises(DecodeError):
+        read_all(file, *scanned[1][0], "read")
+
+
+@pytest.mark.usefixtures("python_codec")
+def test_big_file_round_trip(job_env: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    np = pytest.importorskip("numpy")
+    monkeypatch.setattr(_python_codec, "_SMALL_FILE", 1 << 16)
+    array = np.arange(400_000, dtype=np.float64)
+    jobpersist.save_job_checkpoint({"a": array, "b": 1}, data_format="pickled_v4")
+    loaded = jobpersist.load_job_checkpoint(allow_pickle=True)
+    assert np.array_equal(loaded["a"], array) and loaded["b"] == 1
+    # Without allow_pickle the whole file is still parsed first, as the reference does.
+    with pytest.raises(RuntimeError):
+        jobpersist.load_job_checkpoint()

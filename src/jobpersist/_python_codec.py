@@ -14,6 +14,7 @@ import gc
 import itertools
 import json
 import operator
+import os
 import re
 import struct
 import sys
@@ -173,10 +174,13 @@ def open_writer(path: str, fsync: bool) -> PyEnvelopeWriter:
 
 _TAIL = tail("pickled_v4")
 _CONTROL = re.compile(rb"[\x00-\x1f]")
-# A file with many keys is scanned by splitting it at its quotes: one copy of the file, but
-# no Python work per key. Only when it is small, though, and has that many keys: otherwise
-# the scan goes key by key and never copies a value.
-_SPLIT_SCAN_MAX = 8 << 20
+# Files up to this size are read whole. A larger one is read through a window of _WINDOW
+# bytes, twice (the scan, then the values): from the page cache the second time, and never
+# held whole, so the peak is about the decoded values alone.
+_SMALL_FILE = 8 << 20
+_WINDOW = 1 << 20
+# A small file with many keys is parsed whole (orjson), or split at its quotes: no Python
+# work per key. Otherwise the scan goes key by key and never copies a value.
 _SPLIT_SCAN_MIN_QUOTES = 256
 # A streamed value is decoded 840 lines (64 KiB of text) at a time. The pieces stay in the
 # CPU cache and below malloc's mmap threshold, so the same heap memory serves every step.
@@ -326,66 +330,154 @@ def _split_scan(data: bytes, end: int) -> Scan | None:
     return keys, _spans(value_starts, value_lengths), values
 
 
-def _string_end(data: bytes, start: int) -> int:
-    end = data.find(b'"', start)
-    # An escaped quote (or a `\\"` pair, rare) is left to the full parser.
-    if end < 0 or (end > start and data[end - 1] == 0x5C):
+class DecodeError(ValueError):
+    """A value is not strict wrapped base64; the caller decodes it on the exact path."""
+
+
+class _BytesSource:
+    """A file's bytes, read whole."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def get(self, start: int, end: int) -> bytes:
+        return self.data[start:end]
+
+    def find(self, sub: bytes, start: int, end: int) -> int:
+        return self.data.find(sub, start, end)
+
+
+class _FileSource:
+    """A big file, read at offsets (``pread``) through a window of ``_WINDOW`` bytes."""
+
+    def __init__(self, fd: int, size: int) -> None:
+        self._fd = fd
+        self.size = size
+        self._window = b""
+        self._at = 0
+
+    def __del__(self) -> None:
+        os.close(self._fd)
+
+    def _read(self, start: int, end: int) -> bytes:
+        data = os.pread(self._fd, end - start, start)
+        while len(data) < end - start:
+            more = os.pread(self._fd, end - start - len(data), start + len(data))
+            if not more:
+                # Shorter than when it was opened: a writer truncated it (ours never do).
+                raise DecodeError(
+                    f"the file changed while it was read (no byte {start + len(data)})"
+                )
+            data += more
+        return data
+
+    def _load(self, start: int) -> None:
+        self._window = self._read(start, min(self.size, start + _WINDOW))
+        self._at = start
+
+    def get(self, start: int, end: int) -> bytes:
+        at = self._at
+        if not (at <= start and end <= at + len(self._window)):
+            if end - start > _WINDOW // 2:
+                return self._read(start, end)
+            self._load(start)
+            at = start
+        data = self._window[start - at : end - at]
+        if len(data) < end - start:
+            raise DecodeError(f"the file ends before byte {end}")
+        return data
+
+    def find(self, sub: bytes, start: int, end: int) -> int:
+        while start < end:
+            if not (self._at <= start < self._at + len(self._window) - len(sub) + 1):
+                if start >= self.size:
+                    return -1
+                self._load(start)
+            hit = self._window.find(sub, start - self._at, end - self._at)
+            if hit >= 0:
+                return self._at + hit
+            if self._at + len(self._window) >= min(end, self.size):
+                return -1
+            # The next window starts where a match could still begin.
+            start = self._at + len(self._window) - len(sub) + 1
         return -1
-    return end
+
+    def read_all(self) -> bytes:
+        parts = []
+        offset = 0
+        while part := os.pread(self._fd, _WINDOW, offset):
+            parts.append(part)
+            offset += len(part)
+        return b"".join(parts)
 
 
-def _loop_scan(data: bytes, end: int) -> Scan | None:
-    """``_scan_pickled`` for a large file: key by key, never copying a value."""
+Source = _BytesSource | _FileSource
+
+
+def _string_end(source: Source, start: int, end: int) -> int:
+    quote = source.find(b'"', start, end)
+    # An escaped quote (or a `\\"` pair, rare) is left to the full parser.
+    if quote < 0 or (quote > start and source.get(quote - 1, quote) == b"\\"):
+        return -1
+    return quote
+
+
+def _loop_scan(source: Source, end: int) -> Scan | None:
+    """``_scan_pickled`` key by key, for a file with few keys or a big one: no value is
+    copied (only a window of a big file is read at a time)."""
     pos = len(HEAD)
     keys: list[str] = []
     spans: Spans = []
     while pos < end:
-        if data[pos : pos + 1] != b'"':
+        if source.get(pos, pos + 1) != b'"':
             return None
-        key_end = _string_end(data, pos + 1)
+        key_end = _string_end(source, pos + 1, end)
         if key_end < 0:
             return None
-        raw_key = data[pos + 1 : key_end]
-        if _CONTROL.search(raw_key) or not data.startswith(b': "', key_end + 1):
+        raw_key = source.get(pos + 1, key_end)
+        if _CONTROL.search(raw_key) or source.get(key_end + 1, key_end + 4) != b': "':
             return None
         value_start = key_end + 4
-        value_end = _string_end(data, value_start)
-        if value_end < 0 or value_end >= end:
+        value_end = _string_end(source, value_start, end)
+        if value_end < 0:
             return None
         keys.append(_decode_key(raw_key))
         spans.append((value_start, value_end))
         pos = value_end + 1
         if pos == end:
             break
-        if not data.startswith(b", ", pos):
+        if source.get(pos, pos + 2) != b", ":
             return None
         pos += 2
     return keys, spans, None
 
 
-def _scan_pickled(data: bytes) -> Scan | None:
+def _scan_pickled(source: Source, size: int) -> Scan | None:
     """Keys and value spans of a canonical pickled envelope, or None for any other layout.
 
     The layout accepted is exactly what ``json.dumps`` writes (see the Rust scanner, which
     accepts the same files); the caller parses anything else in full.
     """
-    if not data.startswith(HEAD):
+    if size < len(HEAD) + len(_TAIL) or source.get(0, len(HEAD)) != HEAD:
         return None
-    # Trailing whitespace is allowed, as json.loads allows it (neither writer leaves any, so
-    # the copy rstrip makes then is no concern).
-    content = data if data.endswith(_TAIL) else data.rstrip(b" \t\n\r")
-    if not content.endswith(_TAIL):
-        return None
-    end = len(content) - len(_TAIL)
-    if end < len(HEAD):
-        return None
-    if len(data) <= _SPLIT_SCAN_MAX and data.count(b'"', len(HEAD), end) >= _SPLIT_SCAN_MIN_QUOTES:
-        return _parsed_scan(data, end) or _split_scan(data, end)
-    return _loop_scan(data, end)
-
-
-class DecodeError(ValueError):
-    """A value is not strict wrapped base64; the caller decodes it on the exact path."""
+    end = size - len(_TAIL)
+    if source.get(end, size) != _TAIL:
+        # Trailing whitespace, which json.loads allows (neither writer leaves any; a lot of
+        # it is left to the full parser).
+        last = source.get(max(0, size - 4096), size)
+        content = last.rstrip(b" \t\n\r")
+        if not content.endswith(_TAIL):
+            return None
+        end = size - (len(last) - len(content)) - len(_TAIL)
+        if end < len(HEAD):
+            return None
+    if isinstance(source, _BytesSource):
+        data = source.data
+        if data.count(b'"', len(HEAD), end) >= _SPLIT_SCAN_MIN_QUOTES:
+            return _parsed_scan(data, end) or _split_scan(data, end)
+    return _loop_scan(source, end)
 
 
 class _ValueReader:
@@ -394,8 +486,8 @@ class _ValueReader:
     unpickler allocates for them (``readinto``): the only whole copy of the value is the
     unpickler's."""
 
-    def __init__(self, data: bytes, start: int, end: int) -> None:
-        self._data = data
+    def __init__(self, source: Source, start: int, end: int) -> None:
+        self._source = source
         self._pos = start
         self._end = end
         # Decoded bytes not yet read: _ready from _ready_at on.
@@ -407,15 +499,17 @@ class _ValueReader:
         start, end = self._pos, self._end
         if start >= end:
             return False
-        data = self._data
+        source = self._source
         cut = start + _DECODE_STEP
         decoded = None
+        if cut < end:
+            step = source.get(start, cut)
         if (
             cut < end
-            and data[start + _LINE_CHARS : cut : _LINE_TEXT] == _STEP_BACKSLASHES
-            and data[start + _LINE_CHARS + 1 : cut : _LINE_TEXT] == _STEP_NS
+            and step[_LINE_CHARS::_LINE_TEXT] == _STEP_BACKSLASHES
+            and step[_LINE_CHARS + 1 :: _LINE_TEXT] == _STEP_NS
         ):
-            text = b"".join(_PICK_LINES(data, start))
+            text = b"".join(_PICK_LINES(step))
             try:
                 decoded = _strict_decode(text)
             except ValueError:
@@ -423,12 +517,12 @@ class _ValueReader:
         if decoded is None:
             cut = end
             if end - start > _DECODE_STEP:
-                newline = data.find(_ESCAPED_NEWLINE, start + _DECODE_STEP, end)
+                newline = source.find(_ESCAPED_NEWLINE, start + _DECODE_STEP, end)
                 if newline >= 0:
                     # After a whole number of lines, i.e. of 4-character groups (if the
                     # lines are not, the strict decoder fails and the exact path decides).
                     cut = newline + len(_ESCAPED_NEWLINE)
-            text = _unescape(data[start:cut])
+            text = _unescape(source.get(start, cut))
             try:
                 decoded = _strict_decode(text)
             except ValueError as exc:
@@ -502,15 +596,17 @@ class _ValueReader:
 
 
 class PyFileData:
-    """``FileData`` over a ``bytes`` object."""
+    """``FileData`` over a file read whole, or a big one read as needed."""
 
-    def __init__(self, data: bytes) -> None:
-        self._data = data
+    def __init__(self, source: Source) -> None:
+        self._source = source
         # The spans and text of the values, when the scan found them already.
         self._texts: tuple[Spans, list[str] | list[bytes]] | None = None
 
     def scan_pickled(self) -> tuple[list[str], Spans] | None:
-        scanned = _scan_pickled(self._data)
+        source = self._source
+        size = len(source.data) if isinstance(source, _BytesSource) else source.size
+        scanned = _scan_pickled(source, size)
         if scanned is None:
             return None
         keys, spans, texts = scanned
@@ -519,7 +615,7 @@ class PyFileData:
         return keys, spans
 
     def value_reader(self, start: int, end: int) -> _ValueReader:
-        return _ValueReader(self._data, start, end)
+        return _ValueReader(self._source, start, end)
 
     def decode_values(self, spans: Spans) -> list[bytes]:
         if not spans:
@@ -530,8 +626,8 @@ class PyFileData:
                 # JSON-decoded ASCII text: exactly what the reference decodes, with its own
                 # (lenient) decoder.
                 return list(map(binascii.a2b_base64, texts))
-            data = self._data
-            joined = b'"'.join(texts or [data[start:end] for start, end in spans])  # type: ignore[arg-type]
+            source = self._source
+            joined = b'"'.join(texts or [source.get(start, end) for start, end in spans])  # type: ignore[arg-type]
             # All values unescaped in one call, then split apart again (no value holds a
             # quote).
             unescaped = _unescape(joined)
@@ -545,10 +641,23 @@ class PyFileData:
             raise DecodeError(f"invalid base64: {exc}") from exc
 
     def bytes(self) -> bytes:
-        return self._data
+        source = self._source
+        return source.data if isinstance(source, _BytesSource) else source.read_all()
 
 
 def read_file(path: str) -> PyFileData:
-    """Reads the file at ``path``."""
-    with open(path, "rb") as f:
-        return PyFileData(f.read())
+    """Opens the file at ``path``: a small one is read whole, a big one as it is needed."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        size = os.fstat(fd).st_size
+        if size > _SMALL_FILE:
+            source: Source = _FileSource(fd, size)  # which closes fd
+        else:
+            with os.fdopen(fd, "rb") as f:
+                fd = -1
+                source = _BytesSource(f.read())
+        fd = -1
+        return PyFileData(source)
+    finally:
+        if fd >= 0:
+            os.close(fd)
