@@ -181,7 +181,8 @@ _SMALL_FILE = 8 << 20
 _WINDOW = 1 << 20
 # A small file with many keys is parsed whole (orjson), or split at its quotes: no Python
 # work per key. Otherwise the scan goes key by key and never copies a value.
-_SPLIT_SCAN_MIN_QUOTES = 256
+_MANY_KEYS = 256  # quotes, in the first _MANY_KEYS_PREFIX bytes of the dictionary
+_MANY_KEYS_PREFIX = 1 << 16
 # A streamed value is decoded 840 lines (64 KiB of text) at a time. The pieces stay in the
 # CPU cache and below malloc's mmap threshold, so the same heap memory serves every step.
 _STEP_LINES = 840
@@ -475,7 +476,8 @@ def _scan_pickled(source: Source, size: int) -> Scan | None:
             return None
     if isinstance(source, _BytesSource):
         data = source.data
-        if data.count(b'"', len(HEAD), end) >= _SPLIT_SCAN_MIN_QUOTES:
+        # Many quotes early on: many keys (counting them all costs as much as a scan).
+        if data.count(b'"', len(HEAD), min(end, len(HEAD) + _MANY_KEYS_PREFIX)) >= _MANY_KEYS:
             return _parsed_scan(data, end) or _split_scan(data, end)
     return _loop_scan(source, end)
 
