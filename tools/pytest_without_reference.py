@@ -55,24 +55,24 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
 _IGNORED = pytest.StashKey[list[str]]()
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
+def _skip_if_reference_missing() -> Generator[None, None, None]:
+    """A hook wrapper's body: a test (or its fixture) that imports braket is skipped."""
     try:
         return (yield)
     except ModuleNotFoundError as exc:
         if _needs_reference(exc):
             pytest.skip(REASON)
         raise
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
+    return (yield from _skip_if_reference_missing())
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
-    try:
-        return (yield)
-    except ModuleNotFoundError as exc:
-        if _needs_reference(exc):
-            pytest.skip(REASON)
-        raise
+    return (yield from _skip_if_reference_missing())
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
