@@ -267,6 +267,13 @@ def _parsed_scan(data: bytes, end: int) -> Scan | None:
     value_lengths = list(map(operator.add, map(len, values), newlines))
     if sum(key_lengths) + sum(value_lengths) + 8 * count - 2 != end - start:
         return None
+    return keys, _layout_spans(start, key_lengths, value_lengths), values
+
+
+def _layout_spans(start: int, key_lengths: list[int], value_lengths: list[int]) -> Spans:
+    """The values' spans in entries laid out from ``start`` as ``json.dumps`` writes them."""
+    # An entry, `"key": "value", `, is its key and value and 8 characters more; its value
+    # starts 5 characters after its key does.
     entry_starts = itertools.accumulate(
         map(operator.add, map(operator.add, key_lengths, value_lengths), itertools.repeat(8)),
         initial=start,
@@ -274,7 +281,7 @@ def _parsed_scan(data: bytes, end: int) -> Scan | None:
     value_starts = list(
         map(operator.add, map(operator.add, entry_starts, key_lengths), itertools.repeat(5))
     )
-    return keys, _spans(value_starts, value_lengths), values
+    return _spans(value_starts, value_lengths)
 
 
 def _spans(starts: list[int], lengths: list[int]) -> Spans:
@@ -319,16 +326,7 @@ def _split_scan(data: bytes, end: int) -> Scan | None:
     values = pieces[3::4]
     key_lengths = list(map(len, raw_keys))
     value_lengths = list(map(len, values))
-    # An entry, `"key": "value", `, is its key and value and 8 characters more; its value
-    # starts 5 characters after its key does.
-    entry_starts = itertools.accumulate(
-        map(operator.add, map(operator.add, key_lengths, value_lengths), itertools.repeat(8)),
-        initial=start,
-    )
-    value_starts = list(
-        map(operator.add, map(operator.add, entry_starts, key_lengths), itertools.repeat(5))
-    )
-    return keys, _spans(value_starts, value_lengths), values
+    return keys, _layout_spans(start, key_lengths, value_lengths), values
 
 
 class DecodeError(ValueError):
