@@ -135,11 +135,11 @@ class SaveFuture(Future[str]):
 
 
 @dataclasses.dataclass(eq=False)
-class _Job:
+class _PendingSave:
     """One snapshot waiting for (or being written by) the writer."""
 
     target: str
-    write: Callable[[_Job], None]
+    write: Callable[[_PendingSave], None]
     entries: list[tuple[str, Any]]
     # Checkpoints: the format to write. Results: None (``requested`` decides at the merge).
     data_format: Format | None
@@ -166,8 +166,8 @@ class _Writer:
 
     def __init__(self) -> None:
         self.cond = threading.Condition()
-        self.queue: collections.deque[_Job] = collections.deque()
-        self.live: dict[int, _Job] = {}  # queued or being written, by seq
+        self.queue: collections.deque[_PendingSave] = collections.deque()
+        self.live: dict[int, _PendingSave] = {}  # queued or being written, by seq
         self.pending_bytes = 0
         self.next_seq = 0
         self.failures: list[_Failure] = []
@@ -197,7 +197,7 @@ class _Writer:
         )
         raise first
 
-    def submit(self, job: _Job) -> SaveFuture:
+    def submit(self, job: _PendingSave) -> SaveFuture:
         on_writer = threading.current_thread() is self.thread
         with self.cond:
             self.ensure_thread()
@@ -218,7 +218,7 @@ class _Writer:
             self.cond.notify_all()
         return job.future
 
-    def supersede(self, job: _Job) -> None:
+    def supersede(self, job: _PendingSave) -> None:
         # Called with the lock held: drop the waiting saves of the same file.
         for old in [j for j in self.queue if j.target == job.target and j.supersedable]:
             self.queue.remove(old)
@@ -267,7 +267,7 @@ class _Writer:
                         del self.result_formats[job.target]  # no later save of this file
                     self.cond.notify_all()
 
-    def process(self, job: _Job) -> None:
+    def process(self, job: _PendingSave) -> None:
         futures = [job.future, *job.superseded]
         if not job.future.set_running_or_notify_cancel():
             # Cancelled while waiting: the saves it superseded are dropped with it.
@@ -410,12 +410,12 @@ def _snapshot(data: dict[str, Any], data_format: Format) -> tuple[list[tuple[str
     return entries, size
 
 
-def _write_checkpoint(job: _Job) -> None:
+def _write_checkpoint(job: _PendingSave) -> None:
     assert job.data_format is not None
     write_envelope(job.target, _encoded(job.entries), job.data_format, job.fsync)
 
 
-def _write_result(job: _Job) -> None:
+def _write_result(job: _PendingSave) -> None:
     # The merge with the saved results happens now, under the directory lock, by the same
     # code as save_job_result; only the new values were encoded by the caller.
     path = job.target
@@ -465,7 +465,7 @@ def save_job_checkpoint_async(
     _WRITER.raise_unobserved()
     path, fmt, data = prepare_checkpoint(checkpoint_data, checkpoint_file_suffix, data_format)
     entries, size = _snapshot(data, fmt)
-    job = _Job(
+    job = _PendingSave(
         target=path,
         write=_write_checkpoint,
         entries=entries,
@@ -515,7 +515,7 @@ def save_job_result_async(
     fmt = _WRITER.expected_result_format(path, requested)
     warn_if_not_pickled(data_format, fmt, stacklevel=2)
     entries, size = _snapshot(data, fmt)
-    job = _Job(
+    job = _PendingSave(
         target=path,
         write=_write_result,
         entries=entries,
