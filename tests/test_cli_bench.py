@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ from conftest import native_available
 
 import jobpersist
 from jobpersist import cli
-from jobpersist.cli.bench import parse_size
+from jobpersist.cli._common import size_argument
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -106,8 +107,12 @@ def test_bench_bad_plot_directory(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert status == 2 and "does not exist" in err
 
 
-def test_parse_size() -> None:
-    assert parse_size("16") == 16 << 20
-    assert parse_size("512K") == 512 << 10
-    assert parse_size("1.5M") == 3 << 19
-    assert parse_size("2GiB") == 2 << 30
+def test_size_argument() -> None:
+    # A bare number is bytes, as for JOBPERSIST_MAX_PENDING_BYTES (one parser, one meaning).
+    assert size_argument("16") == 16
+    assert size_argument("512K") == 512 << 10
+    assert size_argument("1.5M") == 3 << 19
+    assert size_argument("2GiB") == 2 << 30
+    for bad in ("0", "0M", "lots", "1.5", "-4M"):
+        with pytest.raises(argparse.ArgumentTypeError, match="invalid size"):
+            size_argument(bad)

@@ -52,6 +52,7 @@ from jobpersist._format import (
     warn_if_not_pickled,
 )
 from jobpersist._results import merge_results
+from jobpersist._size import parse_size
 from jobpersist.data_persistence import prepare_checkpoint
 
 __all__ = [
@@ -68,27 +69,23 @@ SUPERSEDED = "superseded"
 
 _DEFAULT_FRACTION = 4  # the default limit is 1/4 of physical memory
 _FALLBACK_LIMIT = 1 << 30  # when physical memory is unknown
-_SIZE_RE = re.compile(r"^\s*(\d+)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
-_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
 def max_pending_bytes() -> int:
     """The back-pressure limit: ``JOBPERSIST_MAX_PENDING_BYTES``, else 1/4 of physical RAM.
 
-    The variable takes a byte count, optionally with a binary unit (``512M``, ``2GiB``).
+    The variable takes a number of bytes, optionally with a binary unit (``512M``, ``2GiB``;
+    see :func:`jobpersist._size.parse_size`).
 
     Raises:
         ValueError: If the variable is set to something else.
     """
     text = os.environ.get("JOBPERSIST_MAX_PENDING_BYTES", "").strip()
     if text:
-        match = _SIZE_RE.match(text)
-        if match is None:
-            raise ValueError(
-                f"JOBPERSIST_MAX_PENDING_BYTES={text!r} is not a byte count (e.g. 1073741824, "
-                "512M or 2GiB)."
-            )
-        return int(match.group(1)) * _UNITS[match.group(2).lower()]
+        try:
+            return parse_size(text)
+        except ValueError as exc:
+            raise ValueError(f"JOBPERSIST_MAX_PENDING_BYTES: {exc}") from None
     try:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):

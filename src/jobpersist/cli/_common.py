@@ -1,8 +1,10 @@
-"""What the subcommands share: the error they report, sizes for people, and the analysis of a
-persisted-job-data file that ``inspect`` and ``verify`` print (nothing is ever unpickled)."""
+"""What the subcommands share: the error they report, sizes to and from people, and the
+analysis of a persisted-job-data file that ``inspect`` and ``verify`` print (nothing is ever
+unpickled)."""
 
 from __future__ import annotations
 
+import argparse
 import base64
 import dataclasses
 import json
@@ -11,11 +13,26 @@ from typing import Any
 from jobpersist._envelope import loads, validate_envelope
 from jobpersist._format import PersistedJobDataFormat
 from jobpersist._pickle_inspect import PickleScan, scan_pickle
+from jobpersist._size import parse_size
 from jobpersist.serialization import strict_b64decode
 
 
 class CliError(Exception):
     """A failure reported as ``jobpersist: error: ...`` with exit status 2."""
+
+
+def size_argument(text: str) -> int:
+    """An argparse ``type`` for a positive size: bytes, or with a binary unit (``16M``).
+
+    One meaning everywhere (:func:`jobpersist._size.parse_size`): a bare number is bytes.
+    """
+    try:
+        size = parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"invalid size: {exc}") from None
+    if size <= 0:
+        raise argparse.ArgumentTypeError(f"invalid size {text!r}: must be positive")
+    return size
 
 
 def format_size(n: int | None) -> str:

@@ -14,7 +14,6 @@ import importlib
 import json
 import os
 import platform
-import re
 import statistics
 import tempfile
 import time
@@ -22,25 +21,11 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TextIO
 
 from jobpersist._format import PersistedJobDataFormat
-from jobpersist.cli._common import CliError
+from jobpersist._size import SIZE_HELP
+from jobpersist.cli._common import CliError, size_argument
 
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?)(?:i?b)?\s*$", re.IGNORECASE)
-_UNITS = {"": 1 << 20, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 DEFAULT_SIZES = ("1M", "16M", "64M")
 IMPLEMENTATIONS = ("native", "python", "reference")
-
-
-def parse_size(text: str) -> int:
-    """A payload size: a number of MiB, or with a unit (``512K``, ``16M``, ``1G``, ``4MiB``)."""
-    match = _SIZE_RE.match(text)
-    if match is None:
-        raise argparse.ArgumentTypeError(
-            f"invalid size {text!r}: use a number of MiB or a unit, e.g. 512K, 16M, 1G"
-        )
-    size = int(float(match.group(1)) * _UNITS[match.group(2).lower()])
-    if size <= 0:
-        raise argparse.ArgumentTypeError(f"invalid size {text!r}: must be positive")
-    return size
 
 
 def _positive_int(text: str) -> int:
@@ -286,7 +271,7 @@ def format_table(timings: Sequence[Timing], fmt: str, rounds: int) -> str:
 
 def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Runs the benchmark, prints the table and writes the chart and JSON asked for."""
-    sizes = args.size or [parse_size(s) for s in DEFAULT_SIZES]
+    sizes = args.size or [size_argument(s) for s in DEFAULT_SIZES]
     if args.plot:
         directory = os.path.dirname(os.path.abspath(args.plot))
         if not os.path.isdir(directory):
@@ -341,11 +326,10 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--size",
-        type=parse_size,
+        type=size_argument,
         action="append",
         metavar="SIZE",
-        help="payload size, repeatable: MiB, or with a unit (512K, 16M, 1G); "
-        f"default {' '.join(DEFAULT_SIZES)}",
+        help=f"payload size, repeatable: {SIZE_HELP}; default {' '.join(DEFAULT_SIZES)}",
     )
     p.add_argument("--format", choices=("pickled", "plaintext"), default="pickled")
     p.add_argument(
