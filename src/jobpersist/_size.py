@@ -34,7 +34,9 @@ def parse_size(text: str) -> int:
     match = _SIZE_RE.match(text)
     if match is None:
         raise ValueError(f"{text!r} is not a size ({SIZE_HELP})")
-    whole, fraction, unit = match.groups(default="")
+    whole: str = match.group(1)
+    fraction: str = match.group(2) or ""
+    unit: str = match.group(3)
     # Exact integer arithmetic, not float: "1.1M" is 1153433.6 bytes, refused, never rounded.
     scaled = int(whole + fraction) * _UNITS[unit.lower()]
     size, remainder = divmod(scaled, 10 ** len(fraction))
