@@ -39,7 +39,8 @@ def parse_size(text: str) -> int:
     unit: str = match.group(3)
     # Exact integer arithmetic, not float: "1.1M" is 1153433.6 bytes, refused, never rounded.
     scaled = int(whole + fraction) * _UNITS[unit.lower()]
-    size, remainder = divmod(scaled, 10 ** len(fraction))
+    divisor: int = 10 ** len(fraction)
+    size, remainder = divmod(scaled, divisor)
     if remainder:
         raise ValueError(f"{text!r} is not a whole number of bytes")
     return size
