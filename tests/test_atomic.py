@@ -185,24 +185,88 @@ def dead_pid() -> int:
     return child.pid
 
 
+HOLDER = textwrap.dedent(
+    """
+    import fcntl, os, sys
+    fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT, 0o644)
+    os.write(fd, b"someone else's file in progress")
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    print("locked", flush=True)
+    sys.stdin.read()  # hold the lock until the parent closes our stdin
+    """
+)
+
+
+@pytest.mark.parametrize("tmpfile", ["unnamed", "named"])
 @pytest.mark.parametrize("which", ["checkpoint", "results"])
-def test_stale_temp_removed_live_temp_kept(job_env: JobEnv, which: str) -> None:
+def test_stale_temps_removed_by_lock_not_by_pid(
+    job_env: JobEnv, which: str, tmpfile: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A temp whose lock can be taken is a dead writer's, whatever pid its name carries
+    (pids repeat when a job's container restarts); a live writer's locked temp is kept."""
+    if tmpfile == "named":
+        monkeypatch.setenv("JOBPERSIST_NO_TMPFILE", "1")
     target = job_env.checkpoint_path if which == "checkpoint" else job_env.results_path
     directory = target.parent
-    pid = dead_pid()
-    stale = directory / f".{target.name}.jptmp.{pid}.0123456789abcdef"
-    live = directory / f".{target.name}.jptmp.{os.getpid()}.fedcba9876543210"
-    stale.write_bytes(b"half a file")
-    live.write_bytes(b"someone else's file in progress")
+    dead = directory / f".{target.name}.jptmp.{dead_pid()}.0123456789abcdef"
+    # Our own pid, as a restarted container's process often gets the dead one's.
+    reused = directory / f".{target.name}.jptmp.{os.getpid()}.fedcba9876543210"
+    odd = directory / f".{target.name}.jptmp.not-a-pid"
+    for path in (dead, reused, odd):
+        path.write_bytes(b"half a file")
+    live = directory / f".{target.name}.jptmp.{os.getpid()}.1111111111111111"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(live)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        if which == "checkpoint":
+            jobpersist.save_job_checkpoint({"a": 1})
+            assert jobpersist.load_job_checkpoint() == {"a": 1}
+        else:
+            jobpersist.save_job_result({"a": 1})
+            assert jobpersist.load_job_result() == {"a": 1}
+        assert temp_leftovers(directory) == [live.name]
+        assert live.read_bytes() == b"someone else's file in progress"
+    finally:
+        holder.communicate(input="", timeout=30)
+    # The holder exited: its temp is now a dead writer's.
     if which == "checkpoint":
-        jobpersist.save_job_checkpoint({"a": 1})
-        assert jobpersist.load_job_checkpoint() == {"a": 1}
+        jobpersist.save_job_checkpoint({"a": 2})
     else:
-        jobpersist.save_job_result({"a": 1})
-        assert jobpersist.load_job_result() == {"a": 1}
-    assert not stale.exists()
-    assert live.read_bytes() == b"someone else's file in progress"
-    assert temp_leftovers(directory) == [live.name]
+        jobpersist.save_job_result({"b": 2})
+    assert temp_leftovers(directory) == []
+
+
+@pytest.mark.parametrize("tmpfile", ["unnamed", "named"])
+def test_no_partial_file_under_any_name(
+    job_env: JobEnv, backend: str, tmpfile: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Mid-save (while a value is being pickled, after megabytes were written), the directory
+    holds only the old checkpoint with an unnamed temp; the named fallback shows its temp."""
+    if tmpfile == "named":
+        monkeypatch.setenv("JOBPERSIST_NO_TMPFILE", "1")
+    jobpersist.save_job_checkpoint({"old": 1}, "", "pickled_v4")
+    before = snapshot(job_env.checkpoint_dir)
+    seen: list[list[str]] = []
+
+    class Peek:
+        def __reduce__(self) -> Any:
+            seen.append(sorted(os.listdir(job_env.checkpoint_dir)))
+            return (int, (7,))
+
+    jobpersist.save_job_checkpoint({"a": b"x" * BIG, "b": Peek()}, "", "pickled_v4")
+    assert before != snapshot(job_env.checkpoint_dir)
+    assert jobpersist.load_job_checkpoint(allow_pickle=True) == {"a": b"x" * BIG, "b": 7}
+    assert len(seen) == 1
+    if tmpfile == "unnamed":
+        assert seen[0] == [job_env.checkpoint_path.name]
+    else:
+        assert len(seen[0]) == 2 and temp_leftovers(job_env.checkpoint_dir) == []
+        assert ".jptmp." in next(n for n in seen[0] if n != job_env.checkpoint_path.name)
 
 
 # --------------------------------------------------------------------------------------------

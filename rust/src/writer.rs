@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use jobpersist_core::EnvelopeWriter;
+use jobpersist_core::{EnvelopeWriter, Options};
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::{PyBufferError, PyValueError};
 use pyo3::prelude::*;
@@ -170,10 +170,18 @@ pub fn encode_json<'py>(
 }
 
 /// Starts an atomic write of `path`.
+///
+/// `JOBPERSIST_NO_TMPFILE=1` forces the named temp file (read here, with the GIL held, so no
+/// Python thread changes the environment meanwhile).
 #[pyfunction]
 pub fn open_writer(py: Python<'_>, path: PathBuf, fsync: bool) -> PyResult<NativeEnvelopeWriter> {
+    let options = Options {
+        fsync,
+        unnamed_temp: !std::env::var_os("JOBPERSIST_NO_TMPFILE")
+            .is_some_and(|v| v.to_str().map(str::trim) == Some("1")),
+    };
     let inner = py
-        .detach(|| EnvelopeWriter::create(&path, fsync))
+        .detach(|| EnvelopeWriter::create_with(&path, options))
         .map_err(to_pyerr)?;
     Ok(NativeEnvelopeWriter {
         inner: Some(inner),

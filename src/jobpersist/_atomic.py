@@ -1,14 +1,37 @@
 """Atomic, durable replacement of a file, in pure Python (the fallback of the Rust writer).
 
-Both implementations name their temp files alike, so each removes the other's leftovers.
+The same protocol as ``rust/core/src/atomic_file.rs``:
+
+1. The new content goes into an unnamed file (``O_TMPFILE`` in the target's directory), locked
+   with ``flock(LOCK_EX)``: no partial file appears in the directory under any name.
+2. It is fsynced, then named ``.{name}.jptmp.{pid}.{random}`` by ``linkat`` of
+   ``/proc/self/fd/N`` with ``AT_SYMLINK_FOLLOW`` (``os.link`` with ``dst_dir_fd``, which makes
+   CPython call ``linkat`` rather than ``link``; ``AT_EMPTY_PATH`` would need
+   ``CAP_DAC_READ_SEARCH``), and renamed over the target.
+3. The directory is fsynced, so the rename is durable.
+
+Where ``O_TMPFILE`` is refused (EOPNOTSUPP, EISDIR, EINVAL, ENOSYS), where ``/proc`` is missing,
+or with ``JOBPERSIST_NO_TMPFILE=1`` (read at each save; tests force the fallback with it), the
+content goes into the named temp directly, created and locked the same way.
+
+A writer holds its temp's lock for as long as it writes, so a temp whose lock can be taken was
+left by a writer that is gone, whatever pid its name carries: the next save of the same target
+removes it. Both implementations name and lock their temps alike, so each removes the other's
+leftovers. Every error names the target the caller gave.
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import secrets
 import stat
+
+# O_TMPFILE refused by the filesystem or the kernel (an old kernel sees O_DIRECTORY: EISDIR).
+_UNNAMED_REFUSED = frozenset({errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOSYS})
+_O_TMPFILE: int = getattr(os, "O_TMPFILE", 0)
+_PROC_FD = "/proc/self/fd"
 
 
 def fsync_enabled() -> bool:
@@ -16,23 +39,19 @@ def fsync_enabled() -> bool:
     return os.environ.get("JOBPERSIST_FSYNC", "1").strip() != "0"
 
 
+def unnamed_temp_enabled() -> bool:
+    """False when ``JOBPERSIST_NO_TMPFILE=1``: the named temp file is used, as where the
+    filesystem refuses ``O_TMPFILE``."""
+    return os.environ.get("JOBPERSIST_NO_TMPFILE", "").strip() != "1"
+
+
 def temp_prefix(target: str) -> str:
     """The prefix shared by every temp file written for ``target``."""
     return f".{os.path.basename(target)}.jptmp."
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError, ValueError):
-        return True
-    return True
-
-
-def remove_stale_temps(target: str) -> None:
-    """Removes the temp files that writers killed while saving ``target`` left behind."""
+def remove_stale_temps(target: str, dir_fd: int | None = None) -> None:
+    """Removes the temp files whose writers are gone (their lock can be taken); best effort."""
     directory = os.path.dirname(target) or "."
     prefix = temp_prefix(target)
     try:
@@ -40,14 +59,34 @@ def remove_stale_temps(target: str) -> None:
     except OSError:
         return
     for name in names:
-        if not name.startswith(prefix):
-            continue
-        pid_text = name[len(prefix) :].split(".", 1)[0]
-        if pid_text.isdigit() and not _pid_alive(int(pid_text)):
-            try:
-                os.unlink(os.path.join(directory, name))
-            except FileNotFoundError:
-                pass
+        if name.startswith(prefix):
+            _remove_if_unlocked(directory, name, dir_fd)
+
+
+def _remove_if_unlocked(directory: str, name: str, dir_fd: int | None) -> None:
+    path = name if dir_fd is not None else os.path.join(directory, name)
+    # O_NOFOLLOW: a symlink is nobody's temp; O_NONBLOCK: a FIFO must not hang the save.
+    flags = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+    try:
+        try:
+            fd = os.open(path, os.O_RDONLY | flags, dir_fd=dir_fd)
+        except PermissionError:  # a temp given a write-only mode
+            fd = os.open(path, os.O_WRONLY | flags, dir_fd=dir_fd)
+    except OSError:
+        return
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held: a live writer
+        # Ours now; remove it only if the name still means this file.
+        now = os.stat(path, dir_fd=dir_fd, follow_symlinks=False)
+        if (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino):
+            os.unlink(path, dir_fd=dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def fsync_directory(directory: str) -> None:
@@ -72,76 +111,156 @@ def _resolve_symlinks(target: str) -> str:
 
 
 class AtomicFile:
-    """A temp file beside ``target`` that replaces it on ``commit`` and vanishes on ``abort``."""
+    """A temp file beside ``target`` that replaces it on ``commit`` and vanishes on ``abort``.
+
+    ``unnamed`` tells whether the content goes into an unnamed ``O_TMPFILE`` file.
+    """
 
     def __init__(self, target: str, fsync: bool) -> None:
-        shown = target
+        self.shown = target
         target = _resolve_symlinks(target)
         self.target = target
         self.fsync = fsync
         self.directory = os.path.dirname(target) or "."
-        remove_stale_temps(target)
-        prefix = os.path.join(self.directory, temp_prefix(target)) + f"{os.getpid()}."
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-        while True:
-            self.temp = prefix + secrets.token_hex(8)
-            try:
-                # 0o666 lets the umask decide, as a plain open() would.
-                self.fd = os.open(self.temp, flags, 0o666)
-                break
-            except FileExistsError:
-                continue
-            except OSError as exc:
-                raise _with_filename(exc, shown) from None
+        self.name = os.path.basename(target)
+        self.fd = -1
+        self.linked = False  # whether self.temp names our file
         try:
-            mode = stat.S_IMODE(os.stat(target).st_mode)
-        except FileNotFoundError:
-            pass
-        except OSError:
+            self.dir_fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise _with_filename(exc, self.shown) from None
+        try:
+            self._open()
+        except BaseException:
             self.abort()
             raise
-        else:
+
+    def _new_temp_name(self) -> str:
+        return f"{temp_prefix(self.name)}{os.getpid()}.{secrets.token_hex(8)}"
+
+    def _open(self) -> None:
+        remove_stale_temps(self.target, self.dir_fd)
+        try:
+            mode: int | None = stat.S_IMODE(os.stat(self.name, dir_fd=self.dir_fd).st_mode)
+        except FileNotFoundError:
+            mode = None
+        except OSError as exc:
+            raise _with_filename(exc, self.shown) from None
+        self.temp = self._new_temp_name()
+        self.unnamed = False
+        if _O_TMPFILE and unnamed_temp_enabled() and os.path.isdir(_PROC_FD):
             try:
+                # 0o666 lets the umask decide, as a plain open() would.
+                self.fd = os.open(
+                    ".", _O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, 0o666, dir_fd=self.dir_fd
+                )
+                self.unnamed = True
+            except OSError as exc:
+                if exc.errno not in _UNNAMED_REFUSED:
+                    raise _with_filename(exc, self.shown) from None
+        try:
+            if self.unnamed:
+                # Nobody else can reach an unnamed file: the lock is free.
+                fcntl.flock(self.fd, fcntl.LOCK_EX)
+            else:
+                self._create_named_locked()
+            if mode is not None:
                 os.fchmod(self.fd, mode)
-            except OSError:
-                self.abort()
-                raise
+        except OSError as exc:
+            raise _with_filename(exc, self.shown) from None
+
+    def _create_named_locked(self) -> None:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        for _ in range(100):
+            try:
+                self.fd = os.open(self.temp, flags, 0o666, dir_fd=self.dir_fd)
+            except FileExistsError:
+                self.temp = self._new_temp_name()
+                continue
+            self.linked = True
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+            # Visible before it was locked: a concurrent save may have taken it for a dead
+            # writer's temp and removed it meanwhile. Then start over under a new name.
+            mine = os.fstat(self.fd)
+            try:
+                named = os.stat(self.temp, dir_fd=self.dir_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                pass
+            else:
+                if (named.st_dev, named.st_ino) == (mine.st_dev, mine.st_ino):
+                    return
+            self.linked = False
+            os.close(self.fd)
+            self.fd = -1
+            self.temp = self._new_temp_name()
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), self.shown)
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        """Writes all of ``data``."""
+        """Writes all of ``data`` (os.write retries EINTR; short writes continue)."""
         view = memoryview(data)
         try:
             while view:
                 written = os.write(self.fd, view)
                 view = view[written:]
         except OSError as exc:
-            raise _with_filename(exc, self.target) from None
+            raise _with_filename(exc, self.shown) from None
 
     def commit(self) -> None:
-        """Makes the written bytes the target's content, durably unless fsync is off."""
+        """Makes the written bytes the target's content, durably unless fsync is off.
+
+        A failed fsync fails the save and is never retried (the kernel may have dropped the
+        data). Before the rename, a failure removes the temp and leaves the target as it was;
+        a failed directory fsync leaves the new content in place, not known to be durable.
+        """
         try:
             if self.fsync:
                 os.fsync(self.fd)
-            os.close(self.fd)
-            self.fd = -1
-            os.replace(self.temp, self.target)
+            if self.unnamed:
+                # dst_dir_fd makes CPython call linkat(), which follows the /proc link.
+                os.link(
+                    f"{_PROC_FD}/{self.fd}",
+                    self.temp,
+                    dst_dir_fd=self.dir_fd,
+                    follow_symlinks=True,
+                )
+                self.linked = True
+            os.rename(self.temp, self.name, src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd)
+            self.linked = False
+            # Only now is the lock released: until the rename, the temp's name stayed locked.
+            fd, self.fd = self.fd, -1
+            os.close(fd)
+            if self.fsync:
+                os.fsync(self.dir_fd)
         except OSError as exc:
+            raise _with_filename(exc, self.shown) from None
+        finally:
             self.abort()
-            raise _with_filename(exc, self.target) from None
-        if self.fsync:
-            fsync_directory(self.directory)
 
     def abort(self) -> None:
-        """Drops the temp file; the target is untouched."""
+        """Drops the temp file; the target is untouched. Idempotent; never raises (it runs
+        while another error propagates)."""
         if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-        try:
-            os.unlink(self.temp)
-        except FileNotFoundError:
-            pass
+            fd, self.fd = self.fd, -1
+            _close_quietly(fd)
+        dir_fd = getattr(self, "dir_fd", -1)
+        if self.linked:
+            self.linked = False
+            try:
+                os.unlink(self.temp, dir_fd=dir_fd)
+            except OSError:
+                pass  # unlocked now: the next save of the target removes it
+        if dir_fd >= 0:
+            self.dir_fd = -1
+            _close_quietly(dir_fd)
+
+
+def _close_quietly(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
 
 
 def _with_filename(exc: OSError, filename: str) -> OSError:
-    # Name the file the caller asked for, not our temp file.
+    # Name the file the caller asked for, not our temp file or its directory.
     return OSError(exc.errno, exc.strerror, filename)

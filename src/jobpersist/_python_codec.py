@@ -151,7 +151,11 @@ class PyEnvelopeWriter:
         self._flush_if_full()
 
     def commit(self) -> None:
-        self._file.write(self._out)
+        try:
+            self._file.write(self._out)
+        except BaseException:
+            self._file.abort()
+            raise
         self._out = bytearray()
         self._file.commit()
 

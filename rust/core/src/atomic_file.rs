@@ -1,22 +1,57 @@
-//! Atomic, optionally durable replacement of a file via a temporary file in
-//! the same directory and `rename(2)`.
+//! Atomic, optionally durable replacement of a file.
+//!
+//! A save never leaves a partial file under any name where the filesystem
+//! supports `O_TMPFILE` (Linux ext4, xfs, btrfs, tmpfs, ...):
+//!
+//! 1. the new content goes into an unnamed file opened with `O_TMPFILE` in
+//!    the target's directory, locked with `flock(LOCK_EX)`;
+//! 2. it is fsynced, then given a temp name with `linkat` of
+//!    `/proc/self/fd/N` and `AT_SYMLINK_FOLLOW` (the unprivileged way:
+//!    `AT_EMPTY_PATH` needs `CAP_DAC_READ_SEARCH`, which Docker's default
+//!    capability set lacks), then renamed over the target;
+//! 3. the directory is fsynced, so the rename is durable.
+//!
+//! Where `O_TMPFILE` is refused (`EOPNOTSUPP`, `EISDIR`, `EINVAL`, `ENOSYS`:
+//! some overlayfs and network filesystems, old kernels), where `/proc` is not
+//! mounted, or when the caller asks (`Options::unnamed_temp = false`), the
+//! content is written into a named temp `.{name}.jptmp.{pid}.{random}`,
+//! created and locked the same way.
+//!
+//! The writer holds the lock on its temp for as long as it writes, so a temp
+//! whose lock can be taken belongs to a writer that is gone, whatever pid its
+//! name carries (pids repeat across container restarts): the next save of the
+//! same target removes it.
 
-use std::ffi::{OsStr, OsString};
-use std::fs::{self, File, OpenOptions};
+use std::ffi::{CStr, CString, OsStr};
+use std::fs;
 use std::hash::{BuildHasher, Hasher};
-use std::io::{ErrorKind, Write};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::os::unix::io::IntoRawFd;
+use std::io::{self, ErrorKind};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use crate::error::{Error, Result};
+use crate::fault::{self, Op};
 
 /// Marker between the target's name and the writer's pid in temp names.
 const TMP_MARKER: &[u8] = b".jptmp.";
 
 /// Attempts at finding an unused temp name before giving up.
 const MAX_CREATE_ATTEMPTS: usize = 100;
+
+/// Replacing a file at least this big frees its pages off the caller's path.
+const DEFER_FREE_AT: u64 = 32 << 20;
+
+/// How a save replaces its target.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// Flush the file before it is named and the directory after the rename.
+    pub fsync: bool,
+    /// Write into an unnamed `O_TMPFILE` file where the filesystem allows it;
+    /// `false` forces the named temp file (tests of the fallback).
+    pub unnamed_temp: bool,
+}
 
 /// A temporary file that atomically replaces `target` on [`commit`].
 ///
@@ -26,19 +61,25 @@ const MAX_CREATE_ATTEMPTS: usize = 100;
 /// [`commit`]: AtomicFile::commit
 #[derive(Debug)]
 pub struct AtomicFile {
+    /// The path the caller gave, named in every error.
+    shown: PathBuf,
+    /// The file replaced: `shown` with its symlinks resolved.
     target: PathBuf,
     dir: PathBuf,
-    tmp: PathBuf,
+    dir_fd: OwnedFd,
+    name: CString,
+    temp: CString,
     /// `None` once committed or aborted, so `Drop` knows there is nothing to
     /// clean up.
-    file: Option<File>,
+    file: Option<OwnedFd>,
+    /// Whether `temp` currently names our file (always for a named temp; for
+    /// an unnamed one between `linkat` and `rename`).
+    linked: bool,
+    unnamed: bool,
     fsync: bool,
     /// The size of the file being replaced, if there is one.
     replaced_len: Option<u64>,
 }
-
-/// Replacing a file at least this big frees its pages off the caller's path.
-const DEFER_FREE_AT: u64 = 32 << 20;
 
 /// Symlinks resolved at the last path component, so the save replaces the
 /// file a link points to (as writing through the link would) and keeps the
@@ -61,18 +102,14 @@ fn resolve_symlinks(target: &Path) -> Result<PathBuf> {
     Err(Error::io(
         "open",
         target,
-        std::io::Error::from_raw_os_error(libc::ELOOP),
+        io::Error::from_raw_os_error(libc::ELOOP),
     ))
 }
 
 fn split_target(target: &Path) -> Result<(PathBuf, &OsStr)> {
-    let name = target.file_name().ok_or_else(|| {
-        Error::io(
-            "open",
-            target,
-            std::io::Error::from_raw_os_error(libc::EISDIR),
-        )
-    })?;
+    let name = target
+        .file_name()
+        .ok_or_else(|| Error::io("open", target, io::Error::from_raw_os_error(libc::EISDIR)))?;
     let dir = match target.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -101,118 +138,389 @@ fn random_u64(attempt: usize) -> u64 {
     h.finish()
 }
 
-/// Whether a process with this pid may still exist. Only a definite ESRCH
-/// counts as dead, so temps of processes we cannot signal (EPERM) survive.
-fn pid_alive(pid: libc::pid_t) -> bool {
-    // SAFETY: kill with signal 0 sends nothing; it only checks existence and
-    // permission. pid > 0 is guaranteed by the caller, so it never targets a
-    // process group.
-    let rc = unsafe { libc::kill(pid, 0) };
-    rc == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+fn c_string(bytes: &[u8]) -> io::Result<CString> {
+    CString::new(bytes).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
 }
 
-/// Removes `.{name}.jptmp.{pid}.*` files left behind by writers that died
-/// before committing. Best effort: failures here must not stop the write.
-fn remove_stale_temps(dir: &Path, name: &OsStr) {
-    let prefix = temp_prefix(name);
+fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+fn is_interrupted(e: &io::Error) -> bool {
+    e.kind() == ErrorKind::Interrupted
+}
+
+// ------------------------------------------------------------------------
+// The system calls of a save, each behind the fault seam.
+// ------------------------------------------------------------------------
+
+fn sys_openat(
+    op: Op,
+    dir: RawFd,
+    name: &CStr,
+    flags: libc::c_int,
+    mode: libc::mode_t,
+) -> io::Result<OwnedFd> {
+    fault::check(op)?;
+    loop {
+        // SAFETY: `name` is NUL-terminated and outlives the call; the mode
+        // argument is read only with O_CREAT/O_TMPFILE, as passed.
+        let rc = unsafe { libc::openat(dir, name.as_ptr(), flags | libc::O_CLOEXEC, mode) };
+        match cvt(rc) {
+            // SAFETY: a descriptor openat just returned is ours alone.
+            Ok(fd) => return Ok(unsafe { OwnedFd::from_raw_fd(fd) }),
+            Err(e) if is_interrupted(&e) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn sys_flock(op: Op, fd: &OwnedFd, how: libc::c_int) -> io::Result<()> {
+    fault::check(op)?;
+    loop {
+        let rc = if fault::interrupt() {
+            Err(io::Error::from_raw_os_error(libc::EINTR))
+        } else {
+            // SAFETY: `fd` is an open descriptor we own.
+            cvt(unsafe { libc::flock(fd.as_raw_fd(), how) })
+        };
+        match rc {
+            Ok(_) => return Ok(()),
+            // A signal interrupted a blocking wait: wait again.
+            Err(e) if is_interrupted(&e) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn sys_fstat(fd: RawFd) -> io::Result<libc::stat> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `st` is writable memory of the right size; fstat fills it.
+    cvt(unsafe { libc::fstat(fd, st.as_mut_ptr()) })?;
+    // SAFETY: fstat succeeded, so it initialized `st`.
+    Ok(unsafe { st.assume_init() })
+}
+
+fn sys_fstatat(dir: RawFd, name: &CStr, flags: libc::c_int) -> io::Result<libc::stat> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `name` is NUL-terminated; `st` is writable memory of the right
+    // size that fstatat fills.
+    cvt(unsafe { libc::fstatat(dir, name.as_ptr(), st.as_mut_ptr(), flags) })?;
+    // SAFETY: fstatat succeeded, so it initialized `st`.
+    Ok(unsafe { st.assume_init() })
+}
+
+fn same_file(a: &libc::stat, b: &libc::stat) -> bool {
+    a.st_dev == b.st_dev && a.st_ino == b.st_ino
+}
+
+fn sys_write(fd: &OwnedFd, buf: &[u8]) -> io::Result<usize> {
+    fault::check(Op::Write)?;
+    if fault::interrupt() {
+        return Err(io::Error::from_raw_os_error(libc::EINTR));
+    }
+    // Linux writes at most 0x7ffff000 bytes per call anyway.
+    let len = fault::write_len(buf.len()).min(0x7fff_f000);
+    // SAFETY: `buf` is valid for reads of `len <= buf.len()` bytes.
+    let rc = unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), len) };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc as usize)
+    }
+}
+
+/// fsync, never retried: after a failed fsync the kernel may have dropped
+/// the dirty pages, so a second fsync can succeed without the data.
+fn sys_fsync(op: Op, fd: &OwnedFd) -> io::Result<()> {
+    fault::check(op)?;
+    // SAFETY: `fd` is an open descriptor we own.
+    cvt(unsafe { libc::fsync(fd.as_raw_fd()) }).map(drop)
+}
+
+fn sys_renameat(dir: RawFd, from: &CStr, to: &CStr) -> io::Result<()> {
+    fault::check(Op::Rename)?;
+    // SAFETY: both names are NUL-terminated and outlive the call.
+    cvt(unsafe { libc::renameat(dir, from.as_ptr(), dir, to.as_ptr()) }).map(drop)
+}
+
+fn unlinkat(dir: RawFd, name: &CStr) -> io::Result<()> {
+    // SAFETY: `name` is NUL-terminated and outlives the call.
+    cvt(unsafe { libc::unlinkat(dir, name.as_ptr(), 0) }).map(drop)
+}
+
+/// Whether unnamed files can be named through `/proc/self/fd` here.
+fn proc_fd_available() -> bool {
+    static AVAILABLE: OnceLock<bool> = OnceLock::new();
+    *AVAILABLE.get_or_init(|| Path::new("/proc/self/fd").is_dir())
+}
+
+/// An unnamed file in `dir`, or `None` where the filesystem refuses them.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn open_unnamed(dir: RawFd) -> io::Result<Option<OwnedFd>> {
+    if !proc_fd_available() {
+        return Ok(None);
+    }
+    // Not a `c"."` literal: the crate supports Rust 1.75.
+    let here =
+        CStr::from_bytes_with_nul(b".\0").map_err(|_| io::Error::from(ErrorKind::InvalidInput))?;
+    match sys_openat(Op::Open, dir, here, libc::O_TMPFILE | libc::O_WRONLY, 0o666) {
+        Ok(fd) => Ok(Some(fd)),
+        // EISDIR: a kernel that does not know O_TMPFILE sees O_DIRECTORY.
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL | libc::ENOSYS)
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn open_unnamed(_dir: RawFd) -> io::Result<Option<OwnedFd>> {
+    Ok(None)
+}
+
+/// Removes `.{name}.jptmp.*` files whose writer is gone: their lock can be
+/// taken. Best effort: failures here never stop the save.
+fn remove_stale_temps(dir_fd: &OwnedFd, dir: &Path, name: &OsStr) {
+    if fault::check(Op::Scan).is_err() {
+        return;
+    }
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
-    let me = std::process::id();
+    let prefix = temp_prefix(name);
     for entry in entries.flatten() {
         let fname = entry.file_name();
-        let Some(rest) = fname.as_bytes().strip_prefix(prefix.as_slice()) else {
-            continue;
-        };
-        let Some(dot) = rest.iter().position(|&b| b == b'.') else {
-            continue;
-        };
-        let Some(pid) = std::str::from_utf8(&rest[..dot])
-            .ok()
-            .and_then(|s| s.parse::<libc::pid_t>().ok())
-        else {
-            continue;
-        };
-        if pid <= 0 || pid as u32 == me || pid_alive(pid) {
+        if !fname.as_bytes().starts_with(&prefix) {
             continue;
         }
-        let _ = fs::remove_file(entry.path());
+        let Ok(c) = c_string(fname.as_bytes()) else {
+            continue;
+        };
+        // O_NOFOLLOW: a symlink is nobody's temp; O_NONBLOCK: a FIFO under
+        // our prefix must not hang the save. Write access is the fallback for
+        // a temp given a write-only mode.
+        let flags = libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY;
+        let file = match sys_openat(
+            Op::ScanOpen,
+            dir_fd.as_raw_fd(),
+            &c,
+            libc::O_RDONLY | flags,
+            0,
+        ) {
+            Err(e) if e.raw_os_error() == Some(libc::EACCES) => sys_openat(
+                Op::ScanOpen,
+                dir_fd.as_raw_fd(),
+                &c,
+                libc::O_WRONLY | flags,
+                0,
+            ),
+            other => other,
+        };
+        let Ok(file) = file else {
+            continue;
+        };
+        let Ok(st) = sys_fstat(file.as_raw_fd()) else {
+            continue;
+        };
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            continue;
+        }
+        // Held: a live writer, in this process or another.
+        if sys_flock(Op::ScanLock, &file, libc::LOCK_EX | libc::LOCK_NB).is_err() {
+            continue;
+        }
+        // Ours now. Remove it only if the name still means this file (it may
+        // have been renamed over the target since we listed it).
+        let still_it = sys_fstatat(dir_fd.as_raw_fd(), &c, libc::AT_SYMLINK_NOFOLLOW)
+            .is_ok_and(|now| same_file(&now, &st));
+        if still_it && fault::check(Op::ScanUnlink).is_ok() {
+            let _ = unlinkat(dir_fd.as_raw_fd(), &c);
+        }
+        // Dropping `file` releases the lock.
     }
 }
 
 impl AtomicFile {
-    /// Creates a fresh temporary file next to `target`.
+    /// Creates a fresh temporary file next to `target`; see
+    /// [`create_with`](AtomicFile::create_with). Unnamed where possible.
+    pub fn create(target: &Path, fsync: bool) -> Result<AtomicFile> {
+        Self::create_with(
+            target,
+            Options {
+                fsync,
+                unnamed_temp: true,
+            },
+        )
+    }
+
+    /// Creates a fresh temporary file next to `target`, first removing the
+    /// temps that dead writers of the same target left.
     ///
     /// The temp is created with mode `0o666` (subject to the umask, like a
-    /// plain `open()`), or with the existing target's permission bits so a
-    /// replaced file keeps its mode. When `fsync` is set, [`commit`]
-    /// flushes the file and its directory to stable storage.
-    ///
-    /// [`commit`]: AtomicFile::commit
-    pub fn create(target: &Path, fsync: bool) -> Result<AtomicFile> {
+    /// plain `open()`), then given the existing target's permission bits so
+    /// a replaced file keeps its mode. Every error names `target` as given.
+    pub fn create_with(target: &Path, options: Options) -> Result<AtomicFile> {
         let shown = target;
         let resolved = resolve_symlinks(target)?;
-        let target = resolved.as_path();
-        let (dir, name) = split_target(target)?;
-        remove_stale_temps(&dir, name);
+        let (dir, name) = split_target(&resolved)?;
+        let err = |op: &'static str| move |e: io::Error| Error::io(op, shown, e);
+        let dir_c = c_string(dir.as_os_str().as_bytes()).map_err(err("open"))?;
+        let name_c = c_string(name.as_bytes()).map_err(err("open"))?;
+        let dir_fd = sys_openat(
+            Op::OpenDir,
+            libc::AT_FDCWD,
+            &dir_c,
+            libc::O_RDONLY | libc::O_DIRECTORY,
+            0,
+        )
+        .map_err(err("open"))?;
+        remove_stale_temps(&dir_fd, &dir, name);
 
-        let existing = match fs::metadata(target) {
-            Ok(m) => Some((m.permissions().mode() & 0o7777, m.len())),
+        fault::check(Op::Stat).map_err(err("stat"))?;
+        let existing = match sys_fstatat(dir_fd.as_raw_fd(), &name_c, 0) {
+            Ok(st) => Some((st.st_mode & 0o7777, st.st_size as u64)),
             Err(e) if e.kind() == ErrorKind::NotFound => None,
-            Err(e) => return Err(Error::io("stat", shown, e)),
+            Err(e) => return Err(err("stat")(e)),
         };
 
         let mut base = temp_prefix(name);
         base.extend_from_slice(std::process::id().to_string().as_bytes());
         base.push(b'.');
-
-        let mut last_err = None;
-        for attempt in 0..MAX_CREATE_ATTEMPTS {
+        let temp_name = |attempt: usize| {
             let mut fname = base.clone();
             fname.extend_from_slice(format!("{:016x}", random_u64(attempt)).as_bytes());
-            let tmp = dir.join(OsString::from_vec(fname));
-            // std already adds O_CLOEXEC; create_new is O_CREAT|O_EXCL.
-            match OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o666)
-                .open(&tmp)
-            {
-                Ok(file) => {
-                    let af = AtomicFile {
-                        target: target.to_path_buf(),
-                        dir,
-                        tmp,
-                        file: Some(file),
-                        fsync,
-                        replaced_len: existing.map(|(_, len)| len),
-                    };
-                    if let Some((mode, _)) = existing {
-                        af.file()?
-                            .set_permissions(fs::Permissions::from_mode(mode))
-                            .map_err(|e| Error::io("fchmod", shown, e))?;
+            c_string(&fname)
+        };
+
+        let unnamed = if options.unnamed_temp {
+            open_unnamed(dir_fd.as_raw_fd()).map_err(err("open"))?
+        } else {
+            None
+        };
+        let mut af = match unnamed {
+            Some(file) => AtomicFile {
+                shown: shown.to_path_buf(),
+                target: resolved.clone(),
+                dir,
+                dir_fd,
+                name: name_c,
+                temp: temp_name(0).map_err(err("open"))?,
+                file: Some(file),
+                linked: false,
+                unnamed: true,
+                fsync: options.fsync,
+                replaced_len: existing.map(|(_, len)| len),
+            },
+            None => {
+                let mut last_err = None;
+                let mut created = None;
+                for attempt in 0..MAX_CREATE_ATTEMPTS {
+                    let temp = temp_name(attempt).map_err(err("open"))?;
+                    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW;
+                    match sys_openat(Op::Open, dir_fd.as_raw_fd(), &temp, flags, 0o666) {
+                        Ok(file) => {
+                            created = Some((temp, file));
+                            break;
+                        }
+                        Err(e) if e.kind() == ErrorKind::AlreadyExists => last_err = Some(e),
+                        Err(e) => return Err(err("open")(e)),
                     }
-                    return Ok(af);
                 }
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => last_err = Some(e),
-                Err(e) => return Err(Error::io("open", shown, e)),
+                let Some((temp, file)) = created else {
+                    return Err(err("open")(
+                        last_err.unwrap_or_else(|| io::Error::from_raw_os_error(libc::EEXIST)),
+                    ));
+                };
+                AtomicFile {
+                    shown: shown.to_path_buf(),
+                    target: resolved.clone(),
+                    dir,
+                    dir_fd,
+                    name: name_c,
+                    temp,
+                    file: Some(file),
+                    linked: true,
+                    unnamed: false,
+                    fsync: options.fsync,
+                    replaced_len: existing.map(|(_, len)| len),
+                }
             }
+        };
+        // From here on, dropping `af` on an error removes the temp.
+        af.lock()?;
+        if let Some((mode, _)) = existing {
+            fault::check(Op::Chmod).map_err(err("fchmod"))?;
+            // SAFETY: the descriptor is open and ours.
+            cvt(unsafe { libc::fchmod(af.fd()?.as_raw_fd(), mode as libc::mode_t) })
+                .map_err(err("fchmod"))?;
         }
-        Err(Error::io(
-            "open",
-            shown,
-            last_err.unwrap_or_else(|| std::io::Error::from_raw_os_error(libc::EEXIST)),
-        ))
+        Ok(af)
     }
 
-    fn file(&self) -> Result<&File> {
-        self.file.as_ref().ok_or_else(|| {
-            Error::io(
-                "write",
-                &self.target,
-                std::io::Error::from_raw_os_error(libc::EBADF),
-            )
-        })
+    /// Takes the temp's lock, held until the file is closed. A named temp is
+    /// visible before it is locked: if a concurrent save took it for a dead
+    /// writer's and removed it meanwhile, the writer starts over in a new
+    /// temp.
+    fn lock(&mut self) -> Result<()> {
+        for attempt in 0..MAX_CREATE_ATTEMPTS {
+            let file = self.fd()?;
+            sys_flock(Op::Lock, file, libc::LOCK_EX).map_err(|e| self.error("flock", e))?;
+            if self.unnamed {
+                return Ok(());
+            }
+            let mine = sys_fstat(file.as_raw_fd()).map_err(|e| self.error("stat", e))?;
+            match sys_fstatat(
+                self.dir_fd.as_raw_fd(),
+                &self.temp,
+                libc::AT_SYMLINK_NOFOLLOW,
+            ) {
+                Ok(named) if same_file(&named, &mine) => return Ok(()),
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(self.error("stat", e)),
+            }
+            // Removed under us: the name is not ours any more.
+            self.linked = false;
+            let mut fname = temp_prefix(OsStr::from_bytes(self.name.as_bytes()));
+            fname.extend_from_slice(
+                format!("{}.{:016x}", std::process::id(), random_u64(attempt + 1)).as_bytes(),
+            );
+            let temp = c_string(&fname).map_err(|e| self.error("open", e))?;
+            let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW;
+            match sys_openat(Op::Open, self.dir_fd.as_raw_fd(), &temp, flags, 0o666) {
+                Ok(file) => {
+                    self.file = Some(file);
+                    self.temp = temp;
+                    self.linked = true;
+                }
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    self.file = None;
+                    return Err(self.error("open", e));
+                }
+            }
+        }
+        Err(self.error("open", io::Error::from_raw_os_error(libc::EEXIST)))
+    }
+
+    fn error(&self, op: &'static str, e: io::Error) -> Error {
+        Error::io(op, &self.shown, e)
+    }
+
+    fn fd(&self) -> Result<&OwnedFd> {
+        self.file
+            .as_ref()
+            .ok_or_else(|| self.error("write", io::Error::from_raw_os_error(libc::EBADF)))
     }
 
     /// The path the temp file will be renamed to.
@@ -220,93 +528,132 @@ impl AtomicFile {
         &self.target
     }
 
-    /// The temporary file's path.
-    pub fn temp_path(&self) -> &Path {
-        &self.tmp
+    /// The temp file's path (it exists only for a named temp, or for an
+    /// unnamed one between its link and the rename).
+    pub fn temp_path(&self) -> PathBuf {
+        self.dir.join(OsStr::from_bytes(self.temp.as_bytes()))
     }
 
-    /// Writes all of `buf` to the temp file (unbuffered; EINTR is retried).
-    pub fn write_all(&mut self, buf: &[u8]) -> Result<()> {
-        let mut f = self.file()?;
-        f.write_all(buf)
-            .map_err(|e| Error::io("write", &self.target, e))
+    /// Whether the content is being written into an unnamed (`O_TMPFILE`)
+    /// file, invisible in the directory until it is complete.
+    pub fn is_unnamed(&self) -> bool {
+        self.unnamed
     }
 
-    /// Flushes (if requested), closes and renames the temp over the target,
-    /// then (if requested) syncs the directory so the rename is durable.
-    ///
-    /// If anything fails before the rename took effect, the temp is removed.
-    pub fn commit(mut self) -> Result<()> {
-        // Taking the file out means Drop will not touch the temp any more;
-        // failures below clean up explicitly.
-        let Some(file) = self.file.take() else {
-            return Ok(());
-        };
-        // The rename drops the replaced file's last link, and the kernel frees
-        // all its pages inside that call: a tenth of a second for a few hundred
-        // MiB. A second link taken first moves that work to a thread. The link
-        // is named like our temps, so if we die before removing it, the next
-        // save removes it (the pid is gone).
-        let old_alias = match self.replaced_len {
-            Some(len) if len >= DEFER_FREE_AT => {
-                let alias = self.sibling_name();
-                fs::hard_link(&self.target, &alias).ok().map(|()| alias)
+    /// Writes all of `buf` to the temp file (unbuffered; EINTR and short
+    /// writes are retried).
+    pub fn write_all(&mut self, mut buf: &[u8]) -> Result<()> {
+        let file = self.fd()?;
+        while !buf.is_empty() {
+            match sys_write(file, buf) {
+                Ok(0) => return Err(self.error("write", io::Error::from(ErrorKind::WriteZero))),
+                Ok(n) => buf = &buf[n..],
+                Err(e) if is_interrupted(&e) => {}
+                Err(e) => return Err(self.error("write", e)),
             }
-            _ => None,
-        };
-        if let Err(e) = self.close_and_rename(file) {
-            let _ = fs::remove_file(&self.tmp);
-            if let Some(alias) = old_alias {
-                let _ = fs::remove_file(alias);
-            }
-            return Err(e);
-        }
-        if let Some(alias) = old_alias {
-            let spawned = std::thread::Builder::new()
-                .name("jobpersist-free".into())
-                .spawn({
-                    let alias = alias.clone();
-                    move || {
-                        let _ = fs::remove_file(alias);
-                    }
-                });
-            if spawned.is_err() {
-                let _ = fs::remove_file(alias);
-            }
-        }
-        if self.fsync {
-            File::open(&self.dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| Error::io("fsync", &self.dir, e))?;
         }
         Ok(())
     }
 
-    /// A fresh name beside the temp file, in the temp files' pattern.
-    fn sibling_name(&self) -> PathBuf {
-        let mut name = self.tmp.as_os_str().to_owned();
-        name.push(format!(".{:08x}", random_u64(7) as u32));
-        PathBuf::from(name)
-    }
-
-    fn close_and_rename(&self, file: File) -> Result<()> {
+    /// Flushes (if requested) and names the file, renames it over the
+    /// target, then (if requested) syncs the directory so the rename is
+    /// durable.
+    ///
+    /// If anything fails before the rename took effect, the temp is removed
+    /// and the target is untouched; a failure after it (the directory's
+    /// fsync) leaves the new content in place, not known to be durable.
+    pub fn commit(mut self) -> Result<()> {
+        // Taking the file out means Drop only removes the temp's name.
+        let Some(file) = self.file.take() else {
+            return Ok(());
+        };
         if self.fsync {
-            file.sync_all()
-                .map_err(|e| Error::io("fsync", &self.target, e))?;
+            sys_fsync(Op::FsyncFile, &file).map_err(|e| self.error("fsync", e))?;
         }
+        if self.unnamed {
+            self.link(&file)?;
+        }
+        // The rename drops the replaced file's last link, and the kernel frees
+        // all its pages inside that call: a tenth of a second for a few hundred
+        // MiB. A second link taken first moves that work to a thread. The link
+        // is named like our temps and nobody holds its lock, so if we die
+        // before removing it, the next save removes it.
+        let old_alias = match self.replaced_len {
+            Some(len) if len >= DEFER_FREE_AT => {
+                let mut alias = self.temp.as_bytes().to_vec();
+                alias.extend_from_slice(format!(".{:08x}", random_u64(7) as u32).as_bytes());
+                c_string(&alias).ok().filter(|alias| {
+                    let dir = self.dir_fd.as_raw_fd();
+                    // SAFETY: both names are NUL-terminated and outlive the call.
+                    let rc =
+                        unsafe { libc::linkat(dir, self.name.as_ptr(), dir, alias.as_ptr(), 0) };
+                    rc == 0
+                })
+            }
+            _ => None,
+        };
+        if let Err(e) = sys_renameat(self.dir_fd.as_raw_fd(), &self.temp, &self.name) {
+            if let Some(alias) = old_alias {
+                let _ = unlinkat(self.dir_fd.as_raw_fd(), &alias);
+            }
+            return Err(self.error("rename", e));
+        }
+        self.linked = false;
+        if let Some(alias) = old_alias {
+            self.free_in_background(alias);
+        }
+        // The lock is released only now: until the rename, the temp's name
+        // stayed locked, so no other save could take it for a dead writer's.
+        fault::check(Op::Close).map_err(|e| self.error("close", e))?;
         let fd = file.into_raw_fd();
-        // SAFETY: `fd` was just released from an owned File, so nothing else
-        // closes it; close errors (e.g. deferred NFS write errors) are
-        // reported instead of silently dropped as File's Drop would.
-        let rc = unsafe { libc::close(fd) };
-        if rc != 0 {
-            let e = std::io::Error::last_os_error();
+        // SAFETY: `fd` was just released from an owned descriptor, so nothing
+        // else closes it; close errors (deferred NFS write errors) are
+        // reported instead of silently dropped as OwnedFd's Drop would.
+        if let Err(e) = cvt(unsafe { libc::close(fd) }) {
             // After EINTR the descriptor is already closed on Linux.
-            if e.kind() != ErrorKind::Interrupted {
-                return Err(Error::io("close", &self.target, e));
+            if !is_interrupted(&e) {
+                return Err(self.error("close", e));
             }
         }
-        fs::rename(&self.tmp, &self.target).map_err(|e| Error::io("rename", &self.target, e))
+        if self.fsync {
+            sys_fsync(Op::FsyncDir, &self.dir_fd).map_err(|e| self.error("fsync", e))?;
+        }
+        Ok(())
+    }
+
+    /// Names the unnamed file: `linkat` of its `/proc/self/fd` entry.
+    fn link(&mut self, file: &OwnedFd) -> Result<()> {
+        fault::check(Op::Link).map_err(|e| self.error("link", e))?;
+        let proc_path = c_string(format!("/proc/self/fd/{}", file.as_raw_fd()).as_bytes())
+            .map_err(|e| self.error("link", e))?;
+        // SAFETY: both names are NUL-terminated and outlive the call.
+        let rc = unsafe {
+            libc::linkat(
+                libc::AT_FDCWD,
+                proc_path.as_ptr(),
+                self.dir_fd.as_raw_fd(),
+                self.temp.as_ptr(),
+                libc::AT_SYMLINK_FOLLOW,
+            )
+        };
+        cvt(rc).map_err(|e| self.error("link", e))?;
+        self.linked = true;
+        Ok(())
+    }
+
+    fn free_in_background(&self, alias: CString) {
+        if let Ok(dir) = self.dir_fd.try_clone() {
+            let name = alias.clone();
+            let spawned = std::thread::Builder::new()
+                .name("jobpersist-free".into())
+                .spawn(move || {
+                    let _ = unlinkat(dir.as_raw_fd(), &name);
+                });
+            if spawned.is_ok() {
+                return;
+            }
+        }
+        let _ = unlinkat(self.dir_fd.as_raw_fd(), &alias);
     }
 
     /// Discards the temp file, leaving the target untouched.
@@ -315,8 +662,10 @@ impl AtomicFile {
     }
 
     fn discard(&mut self) {
-        if self.file.take().is_some() {
-            let _ = fs::remove_file(&self.tmp);
+        self.file = None;
+        if self.linked {
+            self.linked = false;
+            let _ = unlinkat(self.dir_fd.as_raw_fd(), &self.temp);
         }
     }
 }
@@ -381,7 +730,8 @@ mod symlink_tests {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::MetadataExt;
+    use std::fs::File;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     struct TempDir(PathBuf);
     impl TempDir {
@@ -410,18 +760,27 @@ mod tests {
         v
     }
 
+    fn options(fsync: bool, unnamed_temp: bool) -> Options {
+        Options {
+            fsync,
+            unnamed_temp,
+        }
+    }
+
     #[test]
     fn write_commit_creates_with_default_mode() {
         let d = TempDir::new("create");
         let target = d.0.join("ckpt.json");
         for fsync in [false, true] {
-            let _ = fs::remove_file(&target);
-            let mut f = AtomicFile::create(&target, fsync).unwrap();
-            assert!(f.temp_path().starts_with(&d.0));
-            f.write_all(b"hello ").unwrap();
-            f.write_all(b"world").unwrap();
-            f.commit().unwrap();
-            assert_eq!(fs::read(&target).unwrap(), b"hello world");
+            for unnamed in [false, true] {
+                let _ = fs::remove_file(&target);
+                let mut f = AtomicFile::create_with(&target, options(fsync, unnamed)).unwrap();
+                assert!(f.temp_path().starts_with(&d.0));
+                f.write_all(b"hello ").unwrap();
+                f.write_all(b"world").unwrap();
+                f.commit().unwrap();
+                assert_eq!(fs::read(&target).unwrap(), b"hello world");
+            }
         }
         let plain = d.0.join("plain");
         File::create(&plain).unwrap();
@@ -431,17 +790,41 @@ mod tests {
     }
 
     #[test]
+    fn the_unnamed_temp_is_invisible_until_complete() {
+        let d = TempDir::new("unnamed");
+        let target = d.0.join("t");
+        fs::write(&target, b"old").unwrap();
+        let mut f = AtomicFile::create(&target, true).unwrap();
+        // The temp directory is on a filesystem with O_TMPFILE (ext4, tmpfs).
+        assert!(f.is_unnamed());
+        f.write_all(&[b'x'; 100_000]).unwrap();
+        assert_eq!(names(&d.0), ["t"]);
+        f.commit().unwrap();
+        assert_eq!(fs::read(&target).unwrap().len(), 100_000);
+        assert_eq!(names(&d.0), ["t"]);
+
+        let mut f = AtomicFile::create_with(&target, options(false, false)).unwrap();
+        assert!(!f.is_unnamed());
+        f.write_all(b"named").unwrap();
+        assert_eq!(names(&d.0).len(), 2);
+        f.commit().unwrap();
+        assert_eq!(names(&d.0), ["t"]);
+    }
+
+    #[test]
     fn replace_keeps_mode() {
         let d = TempDir::new("mode");
         let target = d.0.join("t");
-        fs::write(&target, b"old").unwrap();
-        fs::set_permissions(&target, fs::Permissions::from_mode(0o600)).unwrap();
-        let mut f = AtomicFile::create(&target, true).unwrap();
-        f.write_all(b"new").unwrap();
-        f.commit().unwrap();
-        assert_eq!(fs::read(&target).unwrap(), b"new");
-        assert_eq!(fs::metadata(&target).unwrap().mode() & 0o7777, 0o600);
-        assert_eq!(names(&d.0), ["t"]);
+        for unnamed in [false, true] {
+            fs::write(&target, b"old").unwrap();
+            fs::set_permissions(&target, fs::Permissions::from_mode(0o600)).unwrap();
+            let mut f = AtomicFile::create_with(&target, options(true, unnamed)).unwrap();
+            f.write_all(b"new").unwrap();
+            f.commit().unwrap();
+            assert_eq!(fs::read(&target).unwrap(), b"new");
+            assert_eq!(fs::metadata(&target).unwrap().mode() & 0o7777, 0o600);
+            assert_eq!(names(&d.0), ["t"]);
+        }
     }
 
     #[test]
@@ -449,41 +832,69 @@ mod tests {
         let d = TempDir::new("abort");
         let target = d.0.join("t");
         fs::write(&target, b"old").unwrap();
-        {
-            let mut f = AtomicFile::create(&target, false).unwrap();
+        for unnamed in [false, true] {
+            {
+                let mut f = AtomicFile::create_with(&target, options(false, unnamed)).unwrap();
+                f.write_all(b"partial").unwrap();
+            }
+            assert_eq!(fs::read(&target).unwrap(), b"old");
+            assert_eq!(names(&d.0), ["t"]);
+            let mut f = AtomicFile::create_with(&target, options(false, unnamed)).unwrap();
             f.write_all(b"partial").unwrap();
+            f.abort();
+            assert_eq!(fs::read(&target).unwrap(), b"old");
+            assert_eq!(names(&d.0), ["t"]);
         }
-        assert_eq!(fs::read(&target).unwrap(), b"old");
-        assert_eq!(names(&d.0), ["t"]);
-        let mut f = AtomicFile::create(&target, false).unwrap();
-        f.write_all(b"partial").unwrap();
-        f.abort();
-        assert_eq!(fs::read(&target).unwrap(), b"old");
-        assert_eq!(names(&d.0), ["t"]);
     }
 
     #[test]
-    fn stale_temps_of_dead_pids_are_removed() {
-        let dead: libc::pid_t = 0x7fff_fff0;
-        assert!(!pid_alive(dead), "test pid unexpectedly exists");
+    fn unlocked_temps_are_removed_whatever_their_pid_locked_ones_kept() {
         let d = TempDir::new("stale");
         let target = d.0.join("t.json");
-        let stale = d.0.join(format!(".t.json.jptmp.{dead}.abcdef"));
-        let mine =
-            d.0.join(format!(".t.json.jptmp.{}.abcdef", std::process::id()));
-        let init = d.0.join(".t.json.jptmp.1.abcdef");
-        let zero = d.0.join(".t.json.jptmp.0.abcdef");
-        let neg = d.0.join(".t.json.jptmp.-1.abcdef");
-        let other = d.0.join(format!(".u.json.jptmp.{dead}.abcdef"));
-        for p in [&stale, &mine, &init, &zero, &neg, &other] {
+        let me = std::process::id();
+        let stale: Vec<PathBuf> = [
+            format!(".t.json.jptmp.{me}.abcdef"),
+            ".t.json.jptmp.1.abcdef".into(),
+            ".t.json.jptmp.0.abcdef".into(),
+            ".t.json.jptmp.-1.abcdef".into(),
+            ".t.json.jptmp.2147483632.abcdef".into(),
+            ".t.json.jptmp.junk".into(),
+        ]
+        .iter()
+        .map(|n| d.0.join(n))
+        .collect();
+        for p in &stale {
             fs::write(p, b"x").unwrap();
         }
+        // Another target's temp, a directory and a symlink under the prefix.
+        let other = d.0.join(format!(".u.json.jptmp.{me}.abcdef"));
+        fs::write(&other, b"x").unwrap();
+        let subdir = d.0.join(".t.json.jptmp.1.dir");
+        fs::create_dir(&subdir).unwrap();
+        let link = d.0.join(".t.json.jptmp.1.link");
+        std::os::unix::fs::symlink(&other, &link).unwrap();
+        // A live writer's temp: its lock is held (by this process, through
+        // another open file description, as another thread's save would).
+        let live = d.0.join(format!(".t.json.jptmp.{me}.live"));
+        fs::write(&live, b"x").unwrap();
+        let held = File::open(&live).unwrap();
+        // SAFETY: the descriptor is open for the call.
+        assert_eq!(
+            unsafe { libc::flock(held.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) },
+            0
+        );
         let f = AtomicFile::create(&target, false).unwrap();
         drop(f);
-        assert!(!stale.exists());
-        for p in [&mine, &init, &zero, &neg, &other] {
+        for p in &stale {
+            assert!(!p.exists(), "{p:?} kept");
+        }
+        for p in [&other, &subdir, &live] {
             assert!(p.exists(), "{p:?} removed");
         }
+        assert!(fs::symlink_metadata(&link).is_ok());
+        drop(held);
+        drop(AtomicFile::create(&target, false).unwrap());
+        assert!(!live.exists());
     }
 
     #[test]
@@ -513,17 +924,20 @@ mod tests {
     fn rename_failure_removes_temp() {
         let d = TempDir::new("renamefail");
         let target = d.0.join("t");
-        let f = AtomicFile::create(&target, false).unwrap();
-        // A non-empty directory at the target makes rename fail.
-        fs::create_dir(&target).unwrap();
-        fs::write(target.join("inner"), b"x").unwrap();
-        match f.commit() {
-            Err(Error::Io { op, path, .. }) => {
-                assert_eq!(op, "rename");
-                assert_eq!(path, target);
+        for unnamed in [false, true] {
+            let _ = fs::remove_dir_all(&target);
+            let f = AtomicFile::create_with(&target, options(false, unnamed)).unwrap();
+            // A non-empty directory at the target makes rename fail.
+            fs::create_dir(&target).unwrap();
+            fs::write(target.join("inner"), b"x").unwrap();
+            match f.commit() {
+                Err(Error::Io { op, path, .. }) => {
+                    assert_eq!(op, "rename");
+                    assert_eq!(path, target);
+                }
+                other => panic!("unexpected {other:?}"),
             }
-            other => panic!("unexpected {other:?}"),
+            assert_eq!(names(&d.0), ["t"]);
         }
-        assert_eq!(names(&d.0), ["t"]);
     }
 }

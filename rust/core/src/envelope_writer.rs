@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::atomic_file::AtomicFile;
+use crate::atomic_file::{AtomicFile, Options};
 use crate::base64_lines::{LineEncoder, LINE_INPUT_BYTES};
 use crate::error::Result;
 use crate::json_escape::escape_str;
@@ -28,8 +28,19 @@ pub struct EnvelopeWriter {
 impl EnvelopeWriter {
     /// Starts writing a replacement for `target`; see [`AtomicFile::create`].
     pub fn create(target: &Path, fsync: bool) -> Result<Self> {
+        Self::create_with(
+            target,
+            Options {
+                fsync,
+                unnamed_temp: true,
+            },
+        )
+    }
+
+    /// Starts writing a replacement for `target`; see [`AtomicFile::create_with`].
+    pub fn create_with(target: &Path, options: Options) -> Result<Self> {
         Ok(EnvelopeWriter {
-            file: AtomicFile::create(target, fsync)?,
+            file: AtomicFile::create_with(target, options)?,
             buf: Vec::with_capacity(FLUSH_THRESHOLD + B64_STEP / 3 * 4 + 4096),
             encoder: LineEncoder::new(b"\\n"),
             written: 0,

@@ -14,6 +14,7 @@ mod base64_stream;
 mod envelope_scan;
 mod envelope_writer;
 mod error;
+pub mod fault;
 mod float_repr;
 mod int_format;
 mod json_escape;
@@ -21,7 +22,7 @@ mod simd_isa;
 #[cfg(test)]
 mod test_support;
 
-pub use atomic_file::AtomicFile;
+pub use atomic_file::{AtomicFile, Options};
 pub use base64_decode::{decode, decode_into, decoded_len};
 pub use base64_lines::{LineEncoder, LINE_CHARS, LINE_INPUT_BYTES};
 pub use base64_stream::{ReadAt, SpanDecoder};

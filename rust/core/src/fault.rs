@@ -1,0 +1,204 @@
+//! The fault-injection seam of the atomic writer, SQLite-style.
+//!
+//! Every I/O operation [`AtomicFile`](crate::AtomicFile) performs first asks
+//! [`check`] whether to fail. Nothing is armed by default: the check is one
+//! thread-local read per system call (a save makes a few dozen), so the seam
+//! stays compiled in release builds, where the Python tests reach it through
+//! the extension module. The plan is per thread, so a plan armed by one test
+//! never fails another thread's save.
+
+use std::cell::RefCell;
+use std::io;
+
+/// The kinds of I/O operation an atomic save performs, in the order a save
+/// usually performs them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Op {
+    /// Listing the directory for stale temp files.
+    Scan,
+    /// Opening a stale temp file to test its lock.
+    ScanOpen,
+    /// Taking a stale temp file's lock (non-blocking).
+    ScanLock,
+    /// Removing a stale temp file whose writer is gone.
+    ScanUnlink,
+    /// Opening the target's directory.
+    OpenDir,
+    /// Reading the replaced file's mode and size.
+    Stat,
+    /// Creating the temp file (unnamed or named).
+    Open,
+    /// Locking the temp file for as long as it is written.
+    Lock,
+    /// Giving the temp file the replaced file's mode.
+    Chmod,
+    /// One `write(2)` of the content.
+    Write,
+    /// Flushing the file's data to stable storage.
+    FsyncFile,
+    /// Naming the unnamed temp file (`linkat`).
+    Link,
+    /// Replacing the target (`renameat`).
+    Rename,
+    /// Flushing the directory, so the rename is durable.
+    FsyncDir,
+    /// Closing the file once it replaced the target.
+    Close,
+}
+
+impl Op {
+    /// Every operation, for test matrices.
+    pub const ALL: [Op; 15] = [
+        Op::Scan,
+        Op::ScanOpen,
+        Op::ScanLock,
+        Op::ScanUnlink,
+        Op::OpenDir,
+        Op::Stat,
+        Op::Open,
+        Op::Lock,
+        Op::Chmod,
+        Op::Write,
+        Op::FsyncFile,
+        Op::Link,
+        Op::Rename,
+        Op::FsyncDir,
+        Op::Close,
+    ];
+
+    /// A short lowercase name, e.g. `"fsync_file"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Scan => "scan",
+            Op::ScanOpen => "scan_open",
+            Op::ScanLock => "scan_lock",
+            Op::ScanUnlink => "scan_unlink",
+            Op::OpenDir => "open_dir",
+            Op::Stat => "stat",
+            Op::Open => "open",
+            Op::Lock => "lock",
+            Op::Chmod => "chmod",
+            Op::Write => "write",
+            Op::FsyncFile => "fsync_file",
+            Op::Link => "link",
+            Op::Rename => "rename",
+            Op::FsyncDir => "fsync_dir",
+            Op::Close => "close",
+        }
+    }
+
+    /// Whether a failure of this operation is part of the best-effort stale
+    /// temp cleanup, which never fails a save.
+    pub fn is_scan(self) -> bool {
+        matches!(
+            self,
+            Op::Scan | Op::ScanOpen | Op::ScanLock | Op::ScanUnlink
+        )
+    }
+}
+
+/// What to inject into the calling thread's saves.
+#[derive(Clone, Debug, Default)]
+pub struct Plan {
+    /// Fail the operation with this 1-based index (counting every operation
+    /// of the thread since [`arm`]) with `errno`.
+    pub fail_at: Option<u64>,
+    /// The errno of the injected failure.
+    pub errno: i32,
+    /// Every other attempt of a write or a blocking lock returns EINTR first.
+    pub interrupt: bool,
+    /// Writes take at most half of what they are given (at least one byte).
+    pub short_writes: bool,
+}
+
+/// What the armed plan saw.
+#[derive(Clone, Debug, Default)]
+pub struct Record {
+    /// Every operation checked, in order.
+    pub ops: Vec<Op>,
+    /// The operation that failed, if the plan's index was reached.
+    pub failed: Option<Op>,
+    /// EINTRs returned.
+    pub interrupts: u64,
+    /// Writes shortened.
+    pub short_writes: u64,
+}
+
+struct State {
+    plan: Plan,
+    record: Record,
+    toggle: bool,
+}
+
+thread_local! {
+    static STATE: RefCell<Option<State>> = const { RefCell::new(None) };
+}
+
+/// Arms `plan` for the calling thread, replacing any armed plan.
+pub fn arm(plan: Plan) {
+    STATE.with(|s| {
+        *s.borrow_mut() = Some(State {
+            plan,
+            record: Record::default(),
+            toggle: false,
+        })
+    });
+}
+
+/// Disarms the calling thread's plan and returns what it recorded.
+pub fn disarm() -> Record {
+    STATE.with(|s| {
+        s.borrow_mut()
+            .take()
+            .map(|st| st.record)
+            .unwrap_or_default()
+    })
+}
+
+/// Counts `op`; the injected error if it is the one to fail.
+pub(crate) fn check(op: Op) -> io::Result<()> {
+    STATE.with(|s| {
+        let mut guard = s.borrow_mut();
+        let Some(st) = guard.as_mut() else {
+            return Ok(());
+        };
+        st.record.ops.push(op);
+        if st.plan.fail_at == Some(st.record.ops.len() as u64) {
+            st.record.failed = Some(op);
+            return Err(io::Error::from_raw_os_error(st.plan.errno));
+        }
+        Ok(())
+    })
+}
+
+/// Whether this attempt of a restartable call should return EINTR.
+pub(crate) fn interrupt() -> bool {
+    STATE.with(|s| {
+        let mut guard = s.borrow_mut();
+        let Some(st) = guard.as_mut() else {
+            return false;
+        };
+        if !st.plan.interrupt {
+            return false;
+        }
+        st.toggle = !st.toggle;
+        if st.toggle {
+            st.record.interrupts += 1;
+        }
+        st.toggle
+    })
+}
+
+/// How many of `len` bytes this write may take.
+pub(crate) fn write_len(len: usize) -> usize {
+    STATE.with(|s| {
+        let mut guard = s.borrow_mut();
+        match guard.as_mut() {
+            Some(st) if st.plan.short_writes && len > 1 => {
+                st.record.short_writes += 1;
+                len / 2
+            }
+            _ => len,
+        }
+    })
+}
