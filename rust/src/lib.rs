@@ -4,6 +4,7 @@
 //! byte the module writes or decodes is produced by the pyo3-free core.
 
 mod errors;
+mod faults;
 mod plaintext;
 mod reader;
 mod writer;
@@ -20,6 +21,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("DecodeError", m.py().get_type::<errors::DecodeError>())?;
     m.add_function(wrap_pyfunction!(reader::read_file, m)?)?;
     m.add_function(wrap_pyfunction!(base64_isa, m)?)?;
+    m.add_function(wrap_pyfunction!(faults::arm_faults, m)?)?;
+    m.add_function(wrap_pyfunction!(faults::disarm_faults, m)?)?;
     Ok(())
 }
 

@@ -8,6 +8,8 @@ __all__ = [
     "EnvelopeWriter",
     "FileData",
     "ValueReader",
+    "_arm_faults",
+    "_disarm_faults",
     "base64_isa",
     "encode_json",
     "open_writer",
@@ -56,3 +58,11 @@ def open_writer(path: str | PathLike[str], fsync: bool) -> EnvelopeWriter: ...
 def base64_isa() -> str:
     """The instruction set of the base64 code on this machine: ``"avx2"``, ``"ssse3"``,
     ``"neon"``, ``"simd128"`` or ``"fallback"``."""
+
+def _arm_faults(
+    fail_at: int | None = ..., errno: int = ..., interrupt: bool = ..., short_writes: bool = ...
+) -> None:
+    """Test hook: fails the calling thread's ``fail_at``-th save I/O operation with ``errno``."""
+
+def _disarm_faults() -> tuple[list[str], str | None, int, int]:
+    """Test hook: disarms; the operations seen, the one failed, EINTRs and short writes."""

@@ -1,0 +1,33 @@
+//! Private test hooks: the core's fault-injection seam (`jobpersist_core::fault`), so the
+//! Python tests can fail the Nth I/O operation of a native save as the cargo tests do.
+//! Nothing is armed unless a test calls `_arm_faults`; plans are per thread.
+
+use jobpersist_core::fault::{self, Plan};
+use pyo3::prelude::*;
+
+/// Arms a fault plan for the calling thread's saves: the operation with 1-based index
+/// `fail_at` fails with `errno`; `interrupt` makes every other write or lock wait return
+/// EINTR first; `short_writes` halves every write.
+#[pyfunction(name = "_arm_faults")]
+#[pyo3(signature = (fail_at = None, errno = 5, interrupt = false, short_writes = false))]
+pub fn arm_faults(fail_at: Option<u64>, errno: i32, interrupt: bool, short_writes: bool) {
+    fault::arm(Plan {
+        fail_at,
+        errno,
+        interrupt,
+        short_writes,
+    });
+}
+
+/// Disarms the calling thread's plan: the operations seen (by name), the one failed (or
+/// None), the EINTRs returned and the writes shortened.
+#[pyfunction(name = "_disarm_faults")]
+pub fn disarm_faults() -> (Vec<&'static str>, Option<&'static str>, u64, u64) {
+    let record = fault::disarm();
+    (
+        record.ops.iter().map(|op| op.name()).collect(),
+        record.failed.map(|op| op.name()),
+        record.interrupts,
+        record.short_writes,
+    )
+}
