@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from jobpersist import _codec
 from jobpersist._format import PersistedJobDataFormat
+from jobpersist._safe_unpickle import UnsafePickleError
 from jobpersist.data_persistence import (
     load_job_checkpoint,
     load_job_result,
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BACKEND",
     "PersistedJobDataFormat",
+    "UnsafePickleError",
     "deserialize_values",
     "load_job_checkpoint",
     "load_job_result",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from jobpersist import _codec
 from jobpersist._atomic import fsync_enabled
@@ -20,9 +20,15 @@ from jobpersist._format import (
     warn_if_not_pickled,
 )
 from jobpersist._results import merge_results
+from jobpersist._safe_unpickle import UnsafePickleError
 from jobpersist.serialization import (
+    ALLOW_PICKLE_DEFAULT,
+    PickleMode,
     decode_pickled_text,
+    pickle_mode,
     require_pickle_allowed,
+    safe_unpickle_stream,
+    safe_unpickle_value,
     unpickle_stream,
     unpickle_value,
 )
@@ -89,7 +95,7 @@ def prepare_checkpoint(
 def load_job_checkpoint(
     job_name: str | None = None,
     checkpoint_file_suffix: str = "",
-    allow_pickle: bool = False,
+    allow_pickle: bool | Literal["safe"] = ALLOW_PICKLE_DEFAULT,
 ) -> dict[str, Any]:
     """Loads the job checkpoint data stored for the job named 'job_name', with the checkpoint
     file that ends with the `checkpoint_file_suffix`. The `job_name` can refer to any job whose
@@ -104,9 +110,12 @@ def load_job_checkpoint(
             locate the checkpoint file to load. The resulting file name
             `f"{job_name}(_{checkpoint_file_suffix}).json"` is used to locate the
             checkpoint file. Default: ""
-        allow_pickle (bool): Whether to allow deserialization of pickled data. Pickle
-            deserialization can execute arbitrary code and is unsafe on untrusted data.
-            Default: False.
+        allow_pickle (bool | Literal["safe"]): Whether to allow deserialization of pickled
+            data. Pickle deserialization can execute arbitrary code and is unsafe on
+            untrusted data. `"safe"` loads plain data only (numbers, strings, containers,
+            datetime values, numpy arrays and scalars of numeric dtypes, PennyLane tensors)
+            and runs no code from the file. Default: False, or `"safe"` when the
+            environment variable `JOBPERSIST_ALLOW_PICKLE` is `safe`.
 
     Returns:
         dict[str, Any]: Dict that contains the checkpoint data persisted in the checkpoint file.
@@ -115,15 +124,20 @@ def load_job_checkpoint(
         FileNotFoundError: If the file `f"{job_name}(_{checkpoint_file_suffix})"` could not be
             found in the checkpoint directory.
         ValueError: If the data stored in the checkpoint file can't be deserialized (possibly
-            due to corruption), or if the job name or suffix would leave the directory.
+            due to corruption), if the job name or suffix would leave the directory, or if
+            allow_pickle (or `JOBPERSIST_ALLOW_PICKLE`) is not a mode.
+        UnsafePickleError: (a ValueError) If allow_pickle is "safe" and a value needs
+            anything beyond plain data; the message names the key and what was refused.
         RuntimeError: If data is in PICKLED_V4 format and allow_pickle is False.
     """
+    mode = pickle_mode(allow_pickle)
     path = checkpoint_path(job_name or get_job_name(), checkpoint_file_suffix)
-    return _load(path, allow_pickle)
+    return _load(path, mode)
 
 
 def load_job_result(
-    filename: str | Path | None = None, allow_pickle: bool = False
+    filename: str | Path | None = None,
+    allow_pickle: bool | Literal["safe"] = ALLOW_PICKLE_DEFAULT,
 ) -> dict[str, Any]:
     """Loads job result of currently running job.
 
@@ -131,19 +145,26 @@ def load_job_result(
         filename (str | Path | None): Location of job results. Default `results.json` in job
             results directory in a job instance or in working directory locally. This file
             must be in the format used by `save_job_result`.
-        allow_pickle (bool): Whether to allow deserialization of pickled data. Pickle
-            deserialization can execute arbitrary code and is unsafe on untrusted data.
-            Default: False.
+        allow_pickle (bool | Literal["safe"]): Whether to allow deserialization of pickled
+            data. Pickle deserialization can execute arbitrary code and is unsafe on
+            untrusted data. `"safe"` loads plain data only (numbers, strings, containers,
+            datetime values, numpy arrays and scalars of numeric dtypes, PennyLane tensors)
+            and runs no code from the file. Default: False, or `"safe"` when the
+            environment variable `JOBPERSIST_ALLOW_PICKLE` is `safe`.
 
     Returns:
         dict[str, Any]: Job result data of current job; empty if there is no results file.
 
     Raises:
         RuntimeError: If data is in PICKLED_V4 format and allow_pickle is False.
-        ValueError: If the results file can't be deserialized (possibly due to corruption).
+        UnsafePickleError: (a ValueError) If allow_pickle is "safe" and a value needs
+            anything beyond plain data; the message names the key and what was refused.
+        ValueError: If the results file can't be deserialized (possibly due to corruption),
+            or if allow_pickle (or `JOBPERSIST_ALLOW_PICKLE`) is not a mode.
     """
+    mode = pickle_mode(allow_pickle)
     try:
-        return _load(os.fspath(filename or results_path()), allow_pickle)
+        return _load(os.fspath(filename or results_path()), mode)
     except FileNotFoundError:
         return {}
 
@@ -192,26 +213,42 @@ def save_job_result(
 _STREAM_AT = 1 << 20
 
 
-def _load(path: str, allow_pickle: bool) -> dict[str, Any]:
+def _load(path: str, mode: PickleMode) -> dict[str, Any]:
+    """The file's data dictionary, its pickled values loaded as ``mode`` says.
+
+    Raises:
+        RuntimeError: If the values are pickled and ``mode`` is ``"refuse"``.
+        UnsafePickleError: If ``mode`` is ``"safe"`` and a value needs more than plain data.
+        ValueError: If the file is damaged.
+        OSError: If it cannot be read.
+    """
     file = _codec.CODEC.read_file(path)
     scanned = file.scan_pickled()
     if scanned is None:
-        return _decode_parsed(parse_envelope(file.bytes()), allow_pickle)
+        return _decode_parsed(parse_envelope(file.bytes()), mode)
     keys, spans = scanned
-    if not allow_pickle:
+    if mode == "refuse":
         # The scan checks the layout, not every value's characters: a damaged file must
         # still be a ValueError, as the reference's parse makes it, before the refusal.
         parse_envelope(file.bytes())
-        require_pickle_allowed(allow_pickle)
+        require_pickle_allowed(mode)
     codec = _codec.CODEC
+    safe = mode == "safe"
+    load = safe_unpickle_value if safe else unpickle_value
+
+    def stream(key: str, start: int, end: int) -> Any:
+        reader = file.value_reader(start, end)
+        if safe:
+            # Base64 holds at most 3 bytes per 4 characters: a bound on what it decodes to.
+            return safe_unpickle_stream(key, reader, codec.DecodeError, (end - start) // 4 * 3 + 3)
+        return unpickle_stream(key, reader, codec.DecodeError)
+
     try:
         # Small values are decoded whole in one call; big ones stream into the unpickler.
         small = [i for i, (start, end) in enumerate(spans) if end - start < _STREAM_AT]
         payloads = dict(zip(small, file.decode_values([spans[i] for i in small]), strict=True))
         return {
-            key: unpickle_value(key, payloads[i])
-            if i in payloads
-            else unpickle_stream(key, file.value_reader(*spans[i]), codec.DecodeError)
+            key: load(key, payloads[i]) if i in payloads else stream(key, *spans[i])
             for i, key in enumerate(keys)
         }
     except codec.DecodeError as strict:
@@ -221,16 +258,26 @@ def _load(path: str, allow_pickle: bool) -> dict[str, Any]:
         with open(path, "rb") as f:
             data = f.read()
         try:
-            return _decode_parsed(parse_envelope(data), allow_pickle)
+            return _decode_parsed(parse_envelope(data), mode)
+        except UnsafePickleError:
+            raise
         except ValueError as exc:
             raise ValueError(f"{exc} [{strict}]") from exc
 
 
 def _decode_parsed(
-    parsed: tuple[PersistedJobDataFormat | str, dict[str, Any]], allow_pickle: bool
+    parsed: tuple[PersistedJobDataFormat | str, dict[str, Any]], mode: PickleMode
 ) -> dict[str, Any]:
+    """The parsed file's data dictionary, its pickled values loaded as ``mode`` says.
+
+    Raises:
+        RuntimeError: If the values are pickled and ``mode`` is ``"refuse"``.
+        UnsafePickleError: If ``mode`` is ``"safe"`` and a value needs more than plain data.
+        ValueError: If a value is damaged.
+    """
     data_format, dictionary = parsed
     if data_format is PersistedJobDataFormat.PICKLED_V4:
-        require_pickle_allowed(allow_pickle)
-        return {k: unpickle_value(k, decode_pickled_text(k, v)) for k, v in dictionary.items()}
+        require_pickle_allowed(mode)
+        load = unpickle_value if mode == "full" else safe_unpickle_value
+        return {k: load(k, decode_pickled_text(k, v)) for k, v in dictionary.items()}
     return dictionary

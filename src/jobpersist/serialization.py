@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import os
 import pickle
 import sys
-from typing import Any
+from typing import Any, Literal
 
 from jobpersist._format import (
     PersistedJobDataFormat,
@@ -14,6 +15,7 @@ from jobpersist._format import (
     is_pickled,
     warn_if_not_pickled,
 )
+from jobpersist._safe_unpickle import UnsafePickleError, safe_load_stream, safe_loads
 
 PICKLE_DISABLED_MESSAGE = (
     "Data is in PICKLED_V4 format, but pickle deserialization is disabled by "
@@ -57,9 +59,69 @@ def serialize_values(
     return data_dictionary
 
 
-def require_pickle_allowed(allow_pickle: bool) -> None:
+class _FalseUnlessEnvironment:
+    """The default of ``allow_pickle``: False, unless ``JOBPERSIST_ALLOW_PICKLE=safe``.
+
+    It is falsy, equals False and shows as False, so signatures read as the reference's;
+    only ``pickle_mode`` tells it from an explicit False (which the variable never changes).
+    """
+
+    __slots__ = ()
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __eq__(self, other: object) -> bool:
+        return other is False or other is self
+
+    def __hash__(self) -> int:
+        return hash(False)
+
+    def __repr__(self) -> str:
+        return "False"
+
+
+ALLOW_PICKLE_DEFAULT: Any = _FalseUnlessEnvironment()
+ALLOW_PICKLE_ENV = "JOBPERSIST_ALLOW_PICKLE"
+
+PickleMode = Literal["refuse", "full", "safe"]
+
+
+def pickle_mode(allow_pickle: Any) -> PickleMode:
+    """What ``allow_pickle`` asks for: ``"refuse"`` (falsy), ``"full"`` (any other truthy
+    value except a string, as in the reference) or ``"safe"`` (the string ``"safe"``). The
+    default follows ``JOBPERSIST_ALLOW_PICKLE`` (unset, empty, ``false`` or ``0``: refuse;
+    ``safe``), read at each call.
+
+    Raises:
+        ValueError: If ``allow_pickle`` is a string other than ``"safe"``, or the
+            environment variable holds anything else (full pickle cannot be turned on
+            from the environment).
+    """
+    if allow_pickle is ALLOW_PICKLE_DEFAULT:
+        setting = os.environ.get(ALLOW_PICKLE_ENV, "").strip().lower()
+        if setting == "safe":
+            return "safe"
+        if setting in ("", "0", "false"):
+            return "refuse"
+        raise ValueError(
+            f"{ALLOW_PICKLE_ENV}={os.environ[ALLOW_PICKLE_ENV]!r} is not a setting: use "
+            f"'safe' (load plain-data pickles by default), or unset it. Full unpickling "
+            "runs the file's code, so only an explicit allow_pickle=True turns it on."
+        )
+    if isinstance(allow_pickle, str):
+        if allow_pickle == "safe":
+            return "safe"
+        raise ValueError(
+            f"allow_pickle={allow_pickle!r} is not a mode: pass False (refuse pickled data), "
+            'True (unpickle anything: runs the file\'s code) or "safe" (plain data only).'
+        )
+    return "full" if allow_pickle else "refuse"
+
+
+def require_pickle_allowed(mode: PickleMode) -> None:
     """Raises the reference's RuntimeError unless the caller allowed unpickling."""
-    if not allow_pickle:
+    if mode == "refuse":
         raise RuntimeError(PICKLE_DISABLED_MESSAGE)
 
 
@@ -76,6 +138,29 @@ def unpickle_value(key: str, payload: bytes) -> Any:
         return pickle.loads(payload)  # noqa: S301 - only reached with allow_pickle=True
     except Exception as exc:
         raise _unpickling_failed(key, exc) from exc
+
+
+def safe_unpickle_value(key: str, payload: bytes) -> Any:
+    """Safe mode's load of one value: ``UnsafePickleError`` (a ValueError) passes as it is,
+    a damaged pickle becomes a ValueError naming the key."""
+    try:
+        return safe_loads(key, payload)
+    except UnsafePickleError:
+        raise
+    except Exception as exc:
+        raise _unpickling_failed(key, exc) from exc
+
+
+def safe_unpickle_stream(key: str, reader: Any, decode_error: type[ValueError], limit: int) -> Any:
+    """``unpickle_stream`` in safe mode; ``limit`` bounds the value's decoded length."""
+    try:
+        value = safe_load_stream(key, reader, limit, decode_error)
+    except (decode_error, UnsafePickleError):
+        raise
+    except Exception as exc:
+        raise _unpickling_failed(key, exc) from exc
+    reader.validate_rest()
+    return value
 
 
 def unpickle_stream(key: str, reader: Any, decode_error: type[ValueError]) -> Any:
@@ -130,7 +215,7 @@ def decode_pickled_text(key: str, text: Any) -> bytes:
 def deserialize_values(
     data_dictionary: dict[str, Any],
     data_format: PersistedJobDataFormat,
-    allow_pickle: bool = False,
+    allow_pickle: bool | Literal["safe"] = ALLOW_PICKLE_DEFAULT,
 ) -> dict[str, Any]:
     """Deserializes the `data_dictionary` values from the format specified by `data_format`.
 
@@ -138,9 +223,12 @@ def deserialize_values(
         data_dictionary (dict[str, Any]): Dict whose values are to be deserialized.
         data_format (PersistedJobDataFormat): The data format that the `data_dictionary` values
             are currently serialized with.
-        allow_pickle (bool): Whether to allow deserialization of pickled data. Pickle
-            deserialization can execute arbitrary code and is unsafe on untrusted data.
-            Default: False.
+        allow_pickle (bool | Literal["safe"]): Whether to allow deserialization of pickled
+            data. Pickle deserialization can execute arbitrary code and is unsafe on
+            untrusted data. `"safe"` loads plain data only (numbers, strings, containers,
+            datetime values, numpy arrays and scalars of numeric dtypes, PennyLane tensors)
+            and runs no code from the data. Default: False, or `"safe"` when the environment
+            variable `JOBPERSIST_ALLOW_PICKLE` is `safe`.
 
     Returns:
         dict[str, Any]: Dict with same keys as `data_dictionary` and values deserialized from
@@ -148,10 +236,15 @@ def deserialize_values(
 
     Raises:
         RuntimeError: If data format is PICKLED_V4 and allow_pickle is False.
-        ValueError: If a pickled value is not valid base64 or cannot be unpickled.
+        UnsafePickleError: (a ValueError) If allow_pickle is "safe" and a value needs
+            anything beyond plain data.
+        ValueError: If a pickled value is not valid base64 or cannot be unpickled, or if
+            allow_pickle (or `JOBPERSIST_ALLOW_PICKLE`) is not a mode.
     """
+    mode = pickle_mode(allow_pickle)
     # As in amazon-braket-sdk: anything but PICKLED_V4 (by ==) is plaintext.
     if is_pickled(data_format):
-        require_pickle_allowed(allow_pickle)
-        return {k: unpickle_value(k, decode_pickled_text(k, v)) for k, v in data_dictionary.items()}
+        require_pickle_allowed(mode)
+        load = unpickle_value if mode == "full" else safe_unpickle_value
+        return {k: load(k, decode_pickled_text(k, v)) for k, v in data_dictionary.items()}
     return data_dictionary
