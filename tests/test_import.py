@@ -37,6 +37,7 @@ NOT_AT_IMPORT = (
 PUBLIC = [
     "BACKEND",
     "PersistedJobDataFormat",
+    "UnsafePickleError",
     "deserialize_values",
     "load_job_checkpoint",
     "load_job_result",
