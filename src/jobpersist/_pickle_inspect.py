@@ -12,66 +12,11 @@ import dataclasses
 import pickletools
 from typing import Any
 
-# The globals that ordinary checkpoint data (builtins, the standard library's value types,
-# numpy arrays, scalars and random generators) imports. Anything else is "unlisted".
-_SAFE_NAMES: dict[str, frozenset[str]] = {
-    "builtins": frozenset(
-        {
-            "bool",
-            "bytearray",
-            "bytes",
-            "complex",
-            "dict",
-            "Ellipsis",
-            "float",
-            "frozenset",
-            "int",
-            "list",
-            "NotImplemented",
-            "object",
-            "range",
-            "set",
-            "slice",
-            "str",
-            "tuple",
-        }
-    ),
-    "copyreg": frozenset({"_reconstructor", "__newobj__", "__newobj_ex__"}),
-    "_codecs": frozenset({"encode"}),
-    "collections": frozenset({"ChainMap", "Counter", "OrderedDict", "defaultdict", "deque"}),
-    "datetime": frozenset({"date", "datetime", "time", "timedelta", "timezone", "tzinfo"}),
-    "decimal": frozenset({"Decimal"}),
-    "fractions": frozenset({"Fraction"}),
-    "uuid": frozenset({"SafeUUID", "UUID"}),
-    "pathlib": frozenset(
-        {"Path", "PosixPath", "PurePath", "PurePosixPath", "PureWindowsPath", "WindowsPath"}
-    ),
-    "ipaddress": frozenset(
-        {
-            "IPv4Address",
-            "IPv4Interface",
-            "IPv4Network",
-            "IPv6Address",
-            "IPv6Interface",
-            "IPv6Network",
-        }
-    ),
-    "numpy": frozenset({"bool_", "dtype", "ndarray"}),
-    "numpy.core.multiarray": frozenset({"_reconstruct", "scalar"}),
-    "numpy._core.multiarray": frozenset({"_reconstruct", "scalar"}),
-    "numpy.core.numeric": frozenset({"_frombuffer"}),
-    "numpy._core.numeric": frozenset({"_frombuffer"}),
-    "numpy.ma": frozenset({"MaskedArray"}),
-    "numpy.ma.core": frozenset({"MaskedArray", "_mareconstruct"}),
-    "numpy.random._pickle": frozenset(
-        {"__bit_generator_ctor", "__generator_ctor", "__randomstate_ctor"}
-    ),
-    "numpy.random.bit_generator": frozenset({"SeedSequence", "__pyx_unpickle_SeedSequence"}),
-    "numpy.random._pcg64": frozenset({"PCG64", "PCG64DXSM"}),
-    "numpy.random._mt19937": frozenset({"MT19937"}),
-    "numpy.random._philox": frozenset({"Philox"}),
-    "numpy.random._sfc64": frozenset({"SFC64"}),
-}
+from jobpersist._safe_unpickle import ALLOWED_GLOBALS
+
+# The globals safe mode (allow_pickle="safe") loads: the loader's own allow-list, so that
+# "every import is on the safe list" means the names pass the loader's first check.
+_SAFE_NAMES: dict[str, frozenset[str]] = ALLOWED_GLOBALS
 
 # Known to run code, touch the system or unpickle more data: reported as "dangerous".
 _DANGEROUS_MODULES = frozenset(
@@ -126,7 +71,8 @@ DANGEROUS = "dangerous"
 
 
 def classify(module: str, name: str) -> str:
-    """``"safe"``, ``"dangerous"`` or ``"unlisted"`` for the global ``module.name``."""
+    """``"safe"`` (on safe mode's allow-list), ``"dangerous"`` or ``"unlisted"`` for the
+    global ``module.name``."""
     top = module.split(".", 1)[0]
     if top in _DANGEROUS_MODULES or name in _DANGEROUS_NAMES.get(module, frozenset()):
         return DANGEROUS

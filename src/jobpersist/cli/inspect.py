@@ -72,11 +72,17 @@ def _print_inspect(report: FileReport, out: TextIO) -> None:
             print(
                 f"pickle:  imports {len(unsafe)} global(s) outside the safe list: "
                 + ", ".join(unsafe)
-                + " -- load with allow_pickle=True only if you trust the file",
+                + ' -- allow_pickle="safe" refuses it; load with allow_pickle=True only if '
+                "you trust the file",
                 file=out,
             )
         elif report.ok:
-            print("pickle:  every import is on the safe list", file=out)
+            print(
+                'pickle:  every import is on the safe list (allow_pickle="safe" loads it '
+                "unless it uses them in ways safe mode refuses: `jobpersist verify "
+                "--safe-only` tries)",
+                file=out,
+            )
 
 
 def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

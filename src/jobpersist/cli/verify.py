@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, TextIO
 
-from jobpersist.cli._common import CliError, analyze, format_size
+from jobpersist.cli._common import CliError, FileReport, analyze, format_size
 
 
 def register(sub: Any) -> None:
@@ -25,7 +25,9 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--safe-only",
         action="store_true",
-        help="also fail a file whose pickles import globals outside the safe list",
+        help='also fail a file that allow_pickle="safe" would not load: its pickles import '
+        "globals outside the safe list, or use them in ways safe mode refuses (the file is "
+        "loaded in safe mode to tell, which runs none of its code)",
     )
     p.set_defaults(func=run)
 
@@ -43,6 +45,8 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         problems = report.problems
         if args.safe_only and report.unsafe_globals:
             problems.append("imports outside the safe list: " + ", ".join(report.unsafe_globals))
+        elif args.safe_only and not problems:
+            problems += _safe_load_problems(path, report)
         if problems:
             failed += 1
             print(f"FAIL  {path}: {'; '.join(problems)}", file=out)
@@ -56,3 +60,20 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if failed:
         print(f"jobpersist: {failed} of {len(args.files)} file(s) failed", file=err)
     return 1 if failed else 0
+
+
+def _safe_load_problems(path: str, report: FileReport) -> list[str]:
+    """Why safe mode refuses the file (nothing if it loads): its globals are all on the safe
+    list, so the safe interpreter runs, and builds the values or refuses them."""
+    if not any(v.pickle is not None for v in report.values):
+        return []
+    from jobpersist._safe_unpickle import UnsafePickleError
+    from jobpersist.data_persistence import _load
+
+    try:
+        _load(path, "safe")
+    except UnsafePickleError as exc:
+        return [f"safe mode refuses it: {exc}"]
+    except (ValueError, OSError) as exc:
+        return [f"safe mode cannot load it: {exc}"]
+    return []
