@@ -125,7 +125,7 @@ def test_scan_classifies_globals() -> None:
     assert classify("numpy.core.multiarray", "_reconstruct") == "safe"
     assert classify("numpy._core.multiarray", "_reconstruct") == "safe"
     assert classify("collections", "OrderedDict") == "safe"
-    assert classify("copyreg", "_reconstructor") == "safe"
+    assert classify("copyreg", "_reconstructor") == "unlisted"  # safe mode does not load it
     assert classify("mypackage", "Model") == "unlisted"
     scan = scan_pickle(pickle.dumps(Evil(), protocol=4))
     assert [(g.qualified, g.status) for g in scan.globals] == [("builtins.eval", "dangerous")]
