@@ -3,6 +3,10 @@
 * A child saves checkpoints in a loop and acknowledges each save on stdout once it returned;
   the parent SIGKILLs it at random moments. The checkpoint must then load whole, holding the
   last acknowledged sequence number or the one in flight.
+* Kills proven to land mid-write: the child pauses inside a save once megabytes of it are
+  written (a value's pickling or conversion blocks), and the parent checks the writer's temp
+  holds them (the unnamed O_TMPFILE file through /proc/<pid>/fd, or the named fallback) and
+  that the directory shows no partial file under any name before it kills the child.
 * Several processes merge results concurrently: no key may be lost, and no lock file may
   remain among the results.
 """
@@ -29,18 +33,45 @@ TRIALS = 30
 
 SAVER = textwrap.dedent(
     """
-    import os, random, sys
+    import dataclasses, os, random, sys, time
     import jobpersist
 
-    fmt, which = sys.argv[1], sys.argv[2]
+    fmt, which, pause_at = sys.argv[1], sys.argv[2], int(sys.argv[3])
+
+
+    class Pause:
+        # Runs inside the save, after the blob before it was written: says so, then waits
+        # for the parent's SIGKILL (pickled: __reduce__; plaintext: the dataclass's asdict).
+        def wait(self):
+            sys.stdout.write(f"mid {seq}\\n")
+            sys.stdout.flush()
+            time.sleep(60)
+            raise SystemExit("not killed mid-write")
+
+        def __reduce__(self):
+            self.wait()
+
+        def __deepcopy__(self, memo):
+            self.wait()
+
+
+    @dataclasses.dataclass
+    class Holder:
+        pause: object
+
+
     seq = 0
     while True:
         size = random.Random(seq).choice([0, 10, 1000, 50_000, 300_000])
+        if seq == pause_at:
+            size = 3 << 20  # more than any write buffer: the temp holds megabytes
         if fmt == "plaintext":
             blob = chr(ord("a") + seq % 26) * size
         else:
             blob = bytes([seq % 256]) * size
         data = {"seq": seq, "size": size, "blob": blob}
+        if seq == pause_at:
+            data["pause"] = Holder(Pause())
         if which == "checkpoint":
             jobpersist.save_job_checkpoint(data, "", fmt)
         else:
@@ -50,6 +81,7 @@ SAVER = textwrap.dedent(
         seq += 1
     """
 )
+PAUSE_AT = 2
 
 
 def expected_blob(fmt: str, seq: int, size: int) -> object:
@@ -68,7 +100,7 @@ def run_kill_trial(directory: Path, backend: str, fmt: str, which: str, delay: f
         JOBPERSIST_FSYNC="0",
     )
     proc = subprocess.Popen(
-        [sys.executable, "-c", SAVER, fmt, which],
+        [sys.executable, "-c", SAVER, fmt, which, "-1"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -102,7 +134,7 @@ def test_sigkill_during_saves(
     monkeypatch.setenv("AMZN_BRAKET_JOB_NAME", "job")
     target = "job.json" if which == "checkpoint" else "results.json"
     trials = TRIALS // 2 if which == "checkpoint" else TRIALS // 4
-    kills_mid_run = torn_writes = 0
+    torn_writes = 0
     for trial in range(trials):
         for path in tmp_path.iterdir():
             path.unlink()
@@ -117,7 +149,6 @@ def test_sigkill_during_saves(
         seq = loaded["seq"]
         assert seq in (last_ack, last_ack + 1), (trial, seq, last_ack)
         assert loaded["blob"] == expected_blob(fmt, seq, loaded["size"]), trial
-        kills_mid_run += seq == last_ack + 1 or last_ack > 0
         # A temp file the killed writer left is removed by the next save.
         if which == "checkpoint":
             jobpersist.save_job_checkpoint({"after": trial}, "", fmt)
@@ -125,8 +156,88 @@ def test_sigkill_during_saves(
             jobpersist.save_job_result({"after": trial}, fmt)
         assert temp_leftovers(tmp_path) == []
         assert [p.name for p in tmp_path.iterdir()] == [target]
-    assert kills_mid_run > 0, "no kill landed after the first save: the test tested nothing"
-    print(f"{torn_writes} of {trials} kills interrupted a write")
+    # Random kills may all land between saves (the named fallback's leftovers show some
+    # landed mid-write); the kills proven mid-write are test_sigkill_mid_write's.
+    print(f"{torn_writes} of {trials} kills left a named temp")
+
+
+def unnamed_temps_of(pid: int, directory: Path) -> list[int]:
+    """Sizes of the unnamed files process ``pid`` has open in ``directory``."""
+    sizes = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if link.startswith(f"{directory}/#") and link.endswith("(deleted)"):
+                sizes.append(os.stat(f"/proc/{pid}/fd/{fd}").st_size)
+        except FileNotFoundError:
+            continue
+    return sizes
+
+
+@pytest.mark.parametrize("tmpfile", ["unnamed", "named"])
+@pytest.mark.parametrize("which", ["checkpoint", "result"])
+@pytest.mark.parametrize("fmt", ["plaintext", "pickled_v4"])
+def test_sigkill_mid_write(
+    tmp_path: Path,
+    backend: str,
+    fmt: str,
+    which: str,
+    tmpfile: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AMZN_BRAKET_CHECKPOINT_DIR", str(tmp_path))
+    monkeypatch.setenv("AMZN_BRAKET_JOB_RESULTS_DIR", str(tmp_path))
+    monkeypatch.setenv("AMZN_BRAKET_JOB_NAME", "job")
+    target = "job.json" if which == "checkpoint" else "results.json"
+    extra = {"JOBPERSIST_NO_TMPFILE": "1"} if tmpfile == "named" else {}
+    env = child_env(
+        backend,
+        AMZN_BRAKET_CHECKPOINT_DIR=str(tmp_path),
+        AMZN_BRAKET_JOB_RESULTS_DIR=str(tmp_path),
+        AMZN_BRAKET_JOB_NAME="job",
+        JOBPERSIST_FSYNC="0",
+        **extra,
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SAVER, fmt, which, str(PAUSE_AT)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline() for _ in range(PAUSE_AT + 1)]
+        assert lines == [b"0\n", b"1\n", b"mid 2\n"], (lines, proc.stderr)
+        # The writer is inside save 2, megabytes into it. The directory holds the complete
+        # save 1 and, for the named fallback only, the temp being written.
+        load = (
+            jobpersist.load_job_checkpoint if which == "checkpoint" else jobpersist.load_job_result
+        )
+        assert load(allow_pickle=True)["seq"] == 1
+        leftovers = temp_leftovers(tmp_path)
+        if tmpfile == "named":
+            assert len(leftovers) == 1
+            written = (tmp_path / leftovers[0]).stat().st_size
+        else:
+            assert leftovers == [] and os.listdir(tmp_path) == [target]
+            [written] = unnamed_temps_of(proc.pid, tmp_path)
+        assert written >= 1 << 20, written
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    loaded = load(allow_pickle=True)
+    assert loaded["seq"] == 1 and loaded["blob"] == expected_blob(fmt, 1, loaded["size"])
+    # An unnamed temp vanishes with its writer; a named one stays until the next save.
+    assert len(temp_leftovers(tmp_path)) == (1 if tmpfile == "named" else 0)
+    if which == "checkpoint":
+        jobpersist.save_job_checkpoint({"after": 1}, "", fmt)
+    else:
+        jobpersist.save_job_result({"after": 1}, fmt)
+    assert os.listdir(tmp_path) == [target]
 
 
 CONCURRENT = textwrap.dedent(
