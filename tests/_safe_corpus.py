@@ -45,6 +45,22 @@ def dtype(code: str, order: str = "<", state: bytes | None = None) -> bytes:
     return body + state + b"b"
 
 
+def frombuffer(data: bytes, shape: bytes, order: bytes, axis_order: bytes = b"") -> bytes:
+    """numpy's protocol 5 form: _frombuffer(bytearray, dtype, shape, order[, axis_order])."""
+    return (
+        sg("numpy._core.numeric", "_frombuffer")
+        + b"("
+        + b"\x96"
+        + struct.pack("<Q", len(data))
+        + data
+        + dtype("f8")
+        + shape
+        + su(order.decode())
+        + axis_order
+        + b"tR."
+    )
+
+
 def array(
     shape: bytes = b"K\x03\x85",
     dt: bytes | None = None,
@@ -327,6 +343,30 @@ def _corpus() -> tuple[dict[str, bytes], set[str]]:
             + sg("numpy", "loads")
             + binbytes(b"cos\nsystem\n.")
             + b"\x85R.",
+            "_frombuffer length mismatch": PROTO + frombuffer(b"\x00" * 7, b"K\x01\x85", b"C"),
+            "_frombuffer order X": PROTO + frombuffer(b"\x00" * 8, b"K\x01\x85", b"X"),
+            "_frombuffer axis_order not a permutation": PROTO
+            + frombuffer(b"\x00" * 8, b"K\x01\x85", b"K", b"K\x05\x85"),
+            "_frombuffer of a str": PROTO
+            + sg("numpy._core.numeric", "_frombuffer")
+            + b"("
+            + su("\x00" * 8)
+            + dtype("f8")
+            + b"K\x01\x85"
+            + su("C")
+            + b"tR.",
+            "_frombuffer object dtype": PROTO
+            + sg("numpy._core.numeric", "_frombuffer")
+            + b"("
+            + b"\x96"
+            + struct.pack("<Q", 8)
+            + b"\x00" * 8
+            + dtype("O8")
+            + b"K\x01\x85"
+            + su("C")
+            + b"tR.",
+            "tuples nested 100000 deep": PROTO + b"N" + b"\x85" * 100_000 + b".",
+            "lists nested 5000 deep": PROTO + b"]" * 5000 + b"a" * 4999 + b".",
             "_codecs.encode into bytes for REDUCE": PROTO
             + sg("builtins", "bytearray")
             + sg("_codecs", "encode")

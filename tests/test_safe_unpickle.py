@@ -161,7 +161,32 @@ def test_numpy1_paths_match_numpy2() -> None:
         assert canon(safe_loads("k", old)) == canon(pickle.loads(data))
 
 
-@pytest.mark.parametrize("protocol", [2, 3, 4])
+@given(arrays())
+def test_protocol5_arrays(array: np.ndarray) -> None:
+    # Protocol 5 writes numpy arrays as _frombuffer(bytearray, dtype, shape, order).
+    ours = same_as_pickle(array, protocol=5)
+    assert ours.flags.writeable
+
+
+def test_nesting_limit() -> None:
+    from jobpersist._safe_unpickle import MAX_DEPTH
+
+    deep: list[Any] = []
+    for _ in range(150):  # the pickler and canon() spend several frames per level
+        deep = [deep, {"k": (1,)}]
+    same_as_pickle(deep)
+    at_limit = b"\x80\x04N" + b"\x85" * MAX_DEPTH + b"."  # tuples MAX_DEPTH deep
+    value, levels = safe_loads("k", at_limit), 0
+    while value is not None:
+        value, levels = value[0], levels + 1
+    assert levels == MAX_DEPTH
+    beyond = b"\x80\x04N" + b"\x85" * (MAX_DEPTH + 1) + b"."
+    assert pickle.loads(beyond)
+    with pytest.raises(UnsafePickleError, match="nests containers"):
+        safe_loads("k", beyond)
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
 def test_builtin_values_across_protocols(protocol: int) -> None:
     value = {"a": [1, 2.5, "x", None, True], "t": (1, (2, 3)), "s": {1, 2}, "f": frozenset({3})}
     value["big"] = 2**100
@@ -173,6 +198,8 @@ def test_builtin_values_across_protocols(protocol: int) -> None:
 # --------------------------------------------------------------------------------------------
 CHECKPOINT = {
     "weights": np.random.default_rng(1).random(200_000),  # over 1 MiB of base64: streamed
+    "blob": bytes(range(256)) * 6000,  # streamed plain bytes
+    "mixed": [np.arange(150_000, dtype="<i8"), bytearray(b"x" * 1_300_000), "tail"],
     "small": np.arange(6, dtype=">i2").reshape(2, 3),
     "step": 7,
     "when": dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.timezone.utc),

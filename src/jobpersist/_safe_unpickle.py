@@ -86,12 +86,13 @@ class _Prepared:
 _INTERNAL = (_Global, _PendingDtype, _PendingArray, _Prepared)
 _PENDING = (_PendingDtype, _PendingArray)
 
-_NDARRAY, _TENSOR, _RECONSTRUCT, _DTYPE, _SCALAR = (
+_NDARRAY, _TENSOR, _RECONSTRUCT, _DTYPE, _SCALAR, _FROMBUFFER = (
     "ndarray",
     "tensor",
     "_reconstruct",
     "dtype",
     "scalar",
+    "_frombuffer",
 )
 # (module, name) -> what it builds. numpy 1.x writes numpy.core, numpy 2.x numpy._core.
 _KINDS: dict[tuple[str, str], str] = {
@@ -113,6 +114,9 @@ _KINDS: dict[tuple[str, str], str] = {
     ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
     ("numpy.core.multiarray", "scalar"): _SCALAR,
     ("numpy._core.multiarray", "scalar"): _SCALAR,
+    # Protocol 5 (in-band buffers): numpy.core.numeric._frombuffer(buf, dtype, shape, order).
+    ("numpy.core.numeric", "_frombuffer"): _FROMBUFFER,
+    ("numpy._core.numeric", "_frombuffer"): _FROMBUFFER,
     ("pennylane.numpy.tensor", "tensor"): _TENSOR,
 }
 
@@ -137,6 +141,9 @@ ALLOWED_DESCRIPTION = (
 )
 
 MAX_MARKS = 10_000  # nesting of MARK; Python's pickler cannot write more than ~1000
+# Nesting of the result's containers: what CPython's pickler writes under the default
+# recursion limit (and what a recursive consumer of the result can walk).
+MAX_DEPTH = 1000
 MAX_DIMS = 64  # numpy's NPY_MAXDIMS (2.x; 1.x has 32)
 _DIRECT_AT = 1 << 12  # array data at least this big is read into the array's own memory
 _CHUNK = 1 << 16  # what a stream reads ahead of the opcode it needs
@@ -160,19 +167,23 @@ class _Malformed(Exception):
 # ----------------------------------------------------------------------------------------
 _numpy: Any = None
 _scalar: Any = None
+_frombuffer: Any = None
 _tensor: Any = None
 _dtype_codes: frozenset[str] = frozenset()
 _setstate_swaps = True  # numpy's __setstate__ turns other-endian data into native order
 
 
 def _load_numpy() -> Any:
-    global _numpy, _scalar, _dtype_codes, _setstate_swaps
+    global _numpy, _scalar, _frombuffer, _dtype_codes, _setstate_swaps
     if _numpy is None:
         np = importlib.import_module("numpy")
         try:
             multiarray = importlib.import_module("numpy._core.multiarray")
+            numeric = importlib.import_module("numpy._core.numeric")
         except ImportError:  # numpy 1.x
             multiarray = importlib.import_module("numpy.core.multiarray")
+            numeric = importlib.import_module("numpy.core.numeric")
+        _frombuffer = numeric._frombuffer
         codes = set()
         for kind in "biufc":
             for size in (1, 2, 4, 8, 10, 12, 16, 20, 24, 32):
@@ -215,17 +226,17 @@ def _resolve(module: str, name: str) -> _Global:
 # ----------------------------------------------------------------------------------------
 # The constructors: each checks its arguments and builds the value itself.
 # ----------------------------------------------------------------------------------------
-def _describe(value: Any) -> str:
+def _describe(value: Any, depth: int = 0) -> str:
     """A short, safe description of an argument for a message (never a long repr)."""
     if value is None or type(value) in (bool, int, float):
         text = repr(value)
         return text if len(text) <= 40 else type(value).__name__
     if type(value) in (str, bytes):
         return repr(value) if len(value) <= 40 else f"{type(value).__name__} of {len(value)}"
-    if type(value) is tuple:
+    if type(value) is tuple and depth < 2:
         return (
             "("
-            + ", ".join(_describe(v) for v in value[:8])
+            + ", ".join(_describe(v, depth + 1) for v in value[:8])
             + (", ..." if len(value) > 8 else "")
             + ")"
         )
@@ -281,6 +292,17 @@ def _reduce(token: _Global, args: Any) -> Any:
         ):
             _check_dtype(args[0])
             return _scalar(args[0], args[1])
+    elif kind == _FROMBUFFER:
+        if (
+            4 <= n <= 5
+            and type(args[0]) in (bytes, bytearray)
+            and type(args[3]) is str
+            and args[3] in ("C", "F", "K")
+            and (n == 4 or args[4] is None or _is_permutation(args[4], args[2]))
+        ):
+            *_checked, nbytes = _array_nbytes((1, args[2], args[1], False))
+            if len(args[0]) == nbytes:
+                return _frombuffer(*args)
     elif kind == "complex":
         if n <= 2 and all(type(a) in _NUMBER for a in args):
             return complex(*args)
@@ -320,6 +342,15 @@ def _reduce(token: _Global, args: Any) -> Any:
         if 1 <= n <= 2 and type(args[0]) is datetime.timedelta and (n == 1 or type(args[1]) is str):
             return datetime.timezone(*args)
     raise _bad_args(token, args)
+
+
+def _is_permutation(axes: Any, shape: Any) -> bool:
+    return (
+        type(axes) is tuple
+        and type(shape) is tuple
+        and all(type(a) is int for a in axes)
+        and sorted(axes) == list(range(len(shape)))
+    )
 
 
 def _check_dtype(dt: Any) -> None:
@@ -401,27 +432,33 @@ def _build_array(pending: _PendingArray, state: Any) -> Any:
     return array
 
 
-def _reject_internal(value: Any) -> None:
-    """Refuses a result that holds a global or an unfinished numpy object as a value (which
-    ``pickle.loads`` would return as the class itself or as a half-built object)."""
-    todo = [value]
+_SEQUENCES = frozenset({list, tuple, set, frozenset, collections.deque})
+_MAPPINGS = frozenset({dict, collections.OrderedDict, collections.Counter})
+_CONTAINERS = _SEQUENCES | _MAPPINGS
+_INTERNAL_SET = frozenset(_INTERNAL)
+
+
+def _check_result(value: Any) -> None:
+    """Refuses a result nested deeper than ``MAX_DEPTH``, or holding a global or an
+    unfinished numpy object as a value (which ``pickle.loads`` would return as the class
+    itself or as a half-built object). Iterative: the walk itself cannot overflow."""
+    todo = [(value, 1)]
     seen: set[int] = set()
-    containers = (list, tuple, set, frozenset, collections.deque)
-    mappings = (dict, collections.OrderedDict, collections.Counter)
+    containers = _CONTAINERS
+    internal = _INTERNAL_SET
     while todo:
-        item = todo.pop()
+        item, depth = todo.pop()
         cls = item.__class__
-        if cls in containers:
-            if id(item) not in seen:
-                seen.add(id(item))
-                todo.extend(item)
-        elif cls in mappings:
-            if id(item) not in seen:
-                seen.add(id(item))
-                todo.extend(item.keys())
-                todo.extend(item.values())
-        elif cls in _INTERNAL:
+        if cls in internal:
             raise _Refusal(f"it returns {_describe(item)} as a value")
+        if cls not in containers or id(item) in seen:
+            continue
+        if depth > MAX_DEPTH:
+            raise _Refusal(f"it nests containers more than {MAX_DEPTH} deep")
+        seen.add(id(item))
+        depth += 1
+        items = (*item.keys(), *item.values()) if cls in _MAPPINGS else item
+        todo += [(x, depth) for x in items if x.__class__ in containers or x.__class__ in internal]
 
 
 # ----------------------------------------------------------------------------------------
@@ -557,8 +594,8 @@ def _interpret(data: bytes, source: _Source) -> Any:
             pos += 8
         elif op == 0x2E:  # STOP
             value = pop()
-            if named:
-                _reject_internal(value)
+            if named or source.limit > MAX_DEPTH:
+                _check_result(value)  # fewer bytes cannot nest deeper than MAX_DEPTH
             return value
         elif op == 0x4E:  # NONE
             push(None)
@@ -653,10 +690,17 @@ def _interpret(data: bytes, source: _Source) -> Any:
             if n >= _DIRECT_AT and op in (0x42, 0x8E):
                 direct = _direct_target(stack, marks, n)
                 if direct is not None:
-                    data, pos = _read_into(direct, data, pos, source)
+                    data, pos = _read_into(direct.prepared, data, pos, source)
                     end = len(data)
                     push(_Prepared(direct.prepared))
                     continue
+            if pos + n > end and n >= _DIRECT_AT and op in (0x42, 0x8E, 0x96):
+                # Big bytes past the buffer in hand: read into their own buffer, once.
+                raw_buffer = bytearray(n)
+                data, pos = _read_into(raw_buffer, data, pos, source)
+                end = len(data)
+                push(raw_buffer if op == 0x96 else bytes(raw_buffer))
+                continue
             if pos + n > end:
                 data = source.more(data, pos, n)
                 pos, end = 0, len(data)
@@ -831,9 +875,9 @@ def _direct_target(stack: list[Any], marks: list[int], n: int) -> _PendingArray 
     return target
 
 
-def _read_into(target: _PendingArray, data: bytes, pos: int, source: _Source) -> tuple[bytes, int]:
-    """Fills ``target.prepared`` from the buffer in hand and then the reader itself."""
-    buffer = target.prepared
+def _read_into(buffer: Any, data: bytes, pos: int, source: _Source) -> tuple[bytes, int]:
+    """Fills ``buffer`` from the buffer in hand (``data[pos:]``) and then from the reader
+    itself; returns the buffer in hand and position after."""
     view = memoryview(buffer)
     n = len(buffer)
     have = min(n, len(data) - pos)
@@ -885,12 +929,12 @@ def safe_loads(key: str, payload: bytes) -> Any:
         UnsafePickleError: If the pickle needs anything safe mode does not load.
         pickle.UnpicklingError: If the pickle is damaged (the caller wraps it in ValueError).
     """
-    if _NOT_PLAIN_DATA.search(payload) is None:
-        try:
-            return pickle.loads(payload)  # noqa: S301 - data opcodes only, see above
-        except Exception as exc:
-            raise pickle.UnpicklingError(f"{type(exc).__name__}: {exc}") from exc
     try:
+        if _NOT_PLAIN_DATA.search(payload) is None:
+            value = pickle.loads(payload)  # noqa: S301 - data opcodes only, see above
+            if len(payload) > MAX_DEPTH:
+                _check_result(value)
+            return value
         return _interpret(payload, _Source(None, len(payload)))
     except _Refusal as refusal:
         named = _unlisted_globals(payload) if refusal.global_name else []
