@@ -1,0 +1,116 @@
+"""Safe mode's load time against full unpickling (``allow_pickle="safe"`` vs ``True``).
+
+Targets (issue 13), on both backends: a 256 MiB float64 array loads in safe mode in at most
+1.2x the time of ``allow_pickle=True``; 10,000 small values (``compare.py``'s ``small10k``
+case) in at most 3x. Each load runs in a fresh process (both modes pay the same first-touch
+page faults); a round runs every (backend, mode) in turn, and the medians are compared.
+
+    python benches/bench_safe_load.py [--mib 256] [--rounds 5]
+
+Exits 1 when a ratio exceeds its target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+
+CHILD = textwrap.dedent(
+    """
+    import os, sys, time
+    def hwm():  # this process's peak RSS in KiB (ru_maxrss would carry the parent's over exec)
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM"))
+    os.environ["JOBPERSIST_BACKEND"] = sys.argv[1]
+    import numpy  # imported by either mode's load: not part of the timing
+    import jobpersist
+    mode = True if sys.argv[2] == "full" else "safe"
+    before = hwm()
+    start = time.perf_counter()
+    data = jobpersist.load_job_checkpoint(allow_pickle=mode)
+    elapsed = time.perf_counter() - start
+    peak = hwm() - before
+    assert len(data) == int(sys.argv[3])
+    print(elapsed, peak / 1024)
+    """
+)
+TARGETS = {"array": 1.2, "small10k": 3.0}
+
+
+def _save(case: str, mib: int, directory: str) -> int:
+    import numpy as np
+
+    import jobpersist
+
+    os.environ["AMZN_BRAKET_CHECKPOINT_DIR"] = directory
+    os.environ["AMZN_BRAKET_JOB_NAME"] = case
+    if case == "array":
+        data = {"weights": np.random.default_rng(1234).random(mib * (1 << 20) // 8)}
+    else:
+        data = {f"key{i}": (i, i / 3, f"value {i}") for i in range(10_000)}
+    jobpersist.save_job_checkpoint(data, data_format=jobpersist.PersistedJobDataFormat.PICKLED_V4)
+    return len(data)
+
+
+def _run(case: str, backend: str, mode: str, directory: str, keys: int) -> tuple[float, float]:
+    """The load's time (s) and the growth of the process's peak RSS during it (MiB)."""
+    env = dict(os.environ, AMZN_BRAKET_CHECKPOINT_DIR=directory, AMZN_BRAKET_JOB_NAME=case)
+    env.pop("JOBPERSIST_ALLOW_PICKLE", None)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, backend, mode, str(keys)],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    elapsed, peak = out.split()
+    return float(elapsed), float(peak)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mib", type=int, default=256, help="array size (default 256)")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--backends", default="native,python")
+    args = parser.parse_args()
+    backends = args.backends.split(",")
+    failed = False
+    with tempfile.TemporaryDirectory() as directory:
+        print(
+            f"{'case':<10} {'backend':<8} {'full (s)':>10} {'safe (s)':>10} {'ratio':>7} "
+            f"{'target':<14} {'peak full/safe (MiB)':>20}"
+        )
+        for case in ("array", "small10k"):
+            keys = _save(case, args.mib, directory)
+            times: dict[tuple[str, str], list[float]] = {}
+            peaks: dict[tuple[str, str], list[float]] = {}
+            for _ in range(args.rounds):
+                for backend in backends:
+                    for mode in ("full", "safe"):
+                        elapsed, peak = _run(case, backend, mode, directory, keys)
+                        times.setdefault((backend, mode), []).append(elapsed)
+                        peaks.setdefault((backend, mode), []).append(peak)
+            for backend in backends:
+                full = statistics.median(times[(backend, "full")])
+                safe = statistics.median(times[(backend, "safe")])
+                ratio = safe / full
+                ok = ratio <= TARGETS[case]
+                failed |= not ok
+                label = f"{case}" + (f" {args.mib}M" if case == "array" else "")
+                peak = "/".join(
+                    f"{statistics.median(peaks[(backend, mode)]):.0f}" for mode in ("full", "safe")
+                )
+                print(
+                    f"{label:<10} {backend:<8} {full:>10.4f} {safe:>10.4f} {ratio:>6.2f}x "
+                    f"{f'<= {TARGETS[case]}x ' + ('ok' if ok else 'MISSED'):<14} {peak:>20}"
+                )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
