@@ -371,3 +371,37 @@ def test_efbig_leaves_old_file(tmp_path: Path, backend: str) -> None:
         assert outcome["filename"] == outcome["target"], outcome
         assert outcome["intact"], outcome
         assert outcome["leftovers"] == [], outcome
+
+
+def test_a_named_temp_removed_before_its_lock_is_replaced(
+    job_env: JobEnv, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another save's cleanup may take a named temp for a dead writer's between its creation
+    and its lock: the writer notices and starts over under a new name (the native writer's
+    counterpart is a cargo test, through the core's fault seam)."""
+    if backend != "python":
+        pytest.skip("the native writer is tested by cargo (atomic_file.rs)")
+    import fcntl
+
+    from jobpersist import _atomic
+
+    monkeypatch.setenv("JOBPERSIST_NO_TMPFILE", "1")
+    removed: list[str] = []
+    real_flock = fcntl.flock
+
+    class RacingFcntl:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(fcntl, name)
+
+        def flock(self, fd: int, operation: int) -> None:
+            if not removed and not operation & fcntl.LOCK_NB:
+                removed.extend(temp_leftovers(job_env.checkpoint_dir))
+                for name in removed:
+                    (job_env.checkpoint_dir / name).unlink()
+            real_flock(fd, operation)
+
+    monkeypatch.setattr(_atomic, "fcntl", RacingFcntl())
+    jobpersist.save_job_checkpoint({"a": 1})
+    assert len(removed) == 1
+    assert jobpersist.load_job_checkpoint() == {"a": 1}
+    assert os.listdir(job_env.checkpoint_dir) == [job_env.checkpoint_path.name]

@@ -897,6 +897,44 @@ mod tests {
         assert!(!live.exists());
     }
 
+    thread_local! {
+        static RACE_DIR: std::cell::RefCell<PathBuf> = const { std::cell::RefCell::new(PathBuf::new()) };
+    }
+
+    /// Another save's cleanup, between the creation of a named temp and its lock: every
+    /// unlocked temp in the directory looks like a dead writer's and is removed.
+    fn concurrent_cleanup() {
+        let dir = RACE_DIR.with(|d| d.borrow().clone());
+        for entry in fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.to_string_lossy().contains(".jptmp.") {
+                fs::remove_file(path).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn a_named_temp_removed_before_its_lock_is_replaced() {
+        let d = TempDir::new("race");
+        let target = d.0.join("t");
+        fs::write(&target, b"old").unwrap();
+        RACE_DIR.with(|r| *r.borrow_mut() = d.0.clone());
+        crate::fault::arm(crate::fault::Plan {
+            before: Some((Op::Lock, concurrent_cleanup)),
+            ..Default::default()
+        });
+        let created = AtomicFile::create_with(&target, options(false, false));
+        let record = crate::fault::disarm();
+        let mut f = created.unwrap();
+        // Created, found removed after locking, created again under a new name.
+        assert_eq!(record.ops.iter().filter(|op| **op == Op::Open).count(), 2);
+        assert_eq!(names(&d.0).len(), 2);
+        f.write_all(b"new").unwrap();
+        f.commit().unwrap();
+        assert_eq!(fs::read(&target).unwrap(), b"new");
+        assert_eq!(names(&d.0), ["t"]);
+    }
+
     #[test]
     fn missing_directory_is_io_error_with_target_path() {
         let d = TempDir::new("missing");

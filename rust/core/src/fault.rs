@@ -109,6 +109,9 @@ pub struct Plan {
     pub interrupt: bool,
     /// Writes take at most half of what they are given (at least one byte).
     pub short_writes: bool,
+    /// Runs once, just before the first operation of this kind: a concurrent actor (another
+    /// process's save, say) stepping in at that point.
+    pub before: Option<(Op, fn())>,
 }
 
 /// What the armed plan saw.
@@ -157,6 +160,21 @@ pub fn disarm() -> Record {
 
 /// Counts `op`; the injected error if it is the one to fail.
 pub(crate) fn check(op: Op) -> io::Result<()> {
+    let hook = STATE.with(|s| {
+        let mut guard = s.borrow_mut();
+        let st = guard.as_mut()?;
+        match st.plan.before {
+            Some((at, hook)) if at == op => {
+                st.plan.before = None;
+                Some(hook)
+            }
+            _ => None,
+        }
+    });
+    // Outside the borrow: the hook may save files itself.
+    if let Some(hook) = hook {
+        hook();
+    }
     STATE.with(|s| {
         let mut guard = s.borrow_mut();
         let Some(st) = guard.as_mut() else {
