@@ -16,6 +16,7 @@ pub fn arm_faults(fail_at: Option<u64>, errno: i32, interrupt: bool, short_write
         errno,
         interrupt,
         short_writes,
+        ..Plan::default()
     });
 }
 
