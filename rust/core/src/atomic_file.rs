@@ -879,10 +879,8 @@ mod tests {
         fs::write(&live, b"x").unwrap();
         let held = File::open(&live).unwrap();
         // SAFETY: the descriptor is open for the call.
-        assert_eq!(
-            unsafe { libc::flock(held.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) },
-            0
-        );
+        let rc = unsafe { libc::flock(held.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        assert_eq!(rc, 0);
         let f = AtomicFile::create(&target, false).unwrap();
         drop(f);
         for p in &stale {
