@@ -119,7 +119,7 @@ DANGEROUS_GLOBALS = [
     ("numpy.testing._private.utils", "runstring"),
     ("numpy.f2py", "compile"),
     ("numpy.core.multiarray", "fromstring"),
-    ("numpy._core.numeric", "_frombuffer"),
+    ("numpy.core.numeric", "fromstring"),
     ("numpy.ma.core", "_mareconstruct"),
     ("numpy", "ndarray.__reduce__"),
     ("numpy.core.multiarray", "_reconstruct.__globals__"),

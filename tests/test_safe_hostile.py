@@ -5,6 +5,7 @@ as an audit hook proves; mutated valid pickles let only the documented exception
 from __future__ import annotations
 
 import base64
+import io
 import json
 import pickle
 import subprocess
@@ -21,7 +22,7 @@ from hypothesis import strategies as st
 
 import jobpersist
 from jobpersist import UnsafePickleError
-from jobpersist._safe_unpickle import safe_loads
+from jobpersist._safe_unpickle import safe_load_stream, safe_loads
 from jobpersist.serialization import safe_unpickle_value
 
 F = jobpersist.PersistedJobDataFormat
@@ -50,6 +51,11 @@ def test_corpus_refused(name: str) -> None:
     else:
         with pytest.raises(pickle.UnpicklingError):
             safe_loads("weights", data)
+    # The same from a stream (values over 1 MiB of base64 are read as they are decoded).
+    if name not in LOADABLE:
+        expected = UnsafePickleError if name in REFUSED else pickle.UnpicklingError
+        with pytest.raises(expected):
+            safe_load_stream("weights", io.BytesIO(data), len(data))
     # Through the API every failure is a ValueError naming the key.
     if name not in LOADABLE:
         with pytest.raises(ValueError, match="'weights'"):
@@ -187,3 +193,71 @@ def test_fuzz_only_documented_exceptions(
         safe_unpickle_value("k", bytes(data))
     except ValueError:
         pass  # UnsafePickleError, or a damaged pickle: both are ValueErrors naming the key
+
+
+# --------------------------------------------------------------------------------------------
+# The stream path (values over 1 MiB of base64 are read as they are decoded)
+# --------------------------------------------------------------------------------------------
+@given(
+    which=st.integers(0, len(VALID) - 1),
+    edits=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=6),
+    cut=st.integers(0, 10_000),
+)
+def test_fuzz_stream_only_documented_exceptions(
+    which: int, edits: list[tuple[int, int]], cut: int
+) -> None:
+    data = bytearray(VALID[which])
+    for at, byte in edits:
+        data[at % len(data)] = byte
+    data = data[: max(1, cut % (len(data) + 1))] if cut % 3 == 0 else data
+    try:
+        safe_load_stream("k", io.BytesIO(bytes(data)), len(data))
+    except pickle.UnpicklingError:
+        pass  # UnsafePickleError is one too
+
+
+# --------------------------------------------------------------------------------------------
+# inspect and verify --safe-only share the loader's allow-list
+# --------------------------------------------------------------------------------------------
+def test_inspect_classifies_by_the_loaders_allow_list() -> None:
+    from _safe_corpus import DANGEROUS_GLOBALS
+
+    from jobpersist._pickle_inspect import classify
+    from jobpersist._safe_unpickle import ALLOWED_GLOBALS
+
+    for module, names in ALLOWED_GLOBALS.items():
+        for name in names:
+            assert classify(module, name) == "safe"
+    for module, name in DANGEROUS_GLOBALS:
+        assert classify(module, name) != "safe", (module, name)
+
+
+def test_verify_safe_only_runs_the_loader(
+    job_env: JobEnv, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from jobpersist import cli
+
+    jobpersist.save_job_checkpoint({"w": np.arange(5.0)}, data_format=F.PICKLED_V4)
+    good = str(job_env.checkpoint_path)
+    # Every global it names is allowed, but it uses BUILD as setattr: only loading tells.
+    evil = _envelope(tmp_path / "evil.json", {"x": CORPUS["BUILD on OrderedDict (setattr)"]})
+    assert cli.main(["verify", good, str(evil)]) == 0
+    assert cli.main(["verify", "--safe-only", good]) == 0
+    capsys.readouterr()
+    assert cli.main(["verify", "--safe-only", good, str(evil)]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("OK") and "FAIL" in out and "safe mode refuses it" in out
+
+
+def test_patched_braket_loads_safe_by_environment(job_env: JobEnv) -> None:
+    # Unchanged Braket code, default arguments: JOBPERSIST_ALLOW_PICKLE=safe applies.
+    from conftest import environ
+
+    jobpersist.save_job_checkpoint({"w": np.arange(3.0)}, data_format=F.PICKLED_V4)
+    with jobpersist.patch_braket():
+        from braket.jobs import load_job_checkpoint
+
+        with pytest.raises(RuntimeError):
+            load_job_checkpoint()
+        with environ(JOBPERSIST_ALLOW_PICKLE="safe"):
+            assert np.array_equal(load_job_checkpoint()["w"], np.arange(3.0))
