@@ -367,6 +367,19 @@ def _corpus() -> tuple[dict[str, bytes], set[str]]:
             + b"tR.",
             "tuples nested 100000 deep": PROTO + b"N" + b"\x85" * 100_000 + b".",
             "lists nested 5000 deep": PROTO + b"]" * 5000 + b"a" * 4999 + b".",
+            "BUILD twice through the memo": PROTO
+            + sg("numpy._core.multiarray", "_reconstruct")
+            + sg("numpy", "ndarray")
+            + b"K\x00\x85C\x01b\x87R\x94h\x00"  # the pending array, twice on the stack
+            + b"(K\x01K\x01\x85"
+            + dtype("f8")
+            + b"\x89C\x08"
+            + b"\x00" * 8
+            + b"tb0(K\x01K\x01\x85"
+            + dtype("f8")
+            + b"\x89C\x08"
+            + b"\x00" * 8
+            + b"tb.",
             "_codecs.encode into bytes for REDUCE": PROTO
             + sg("builtins", "bytearray")
             + sg("_codecs", "encode")

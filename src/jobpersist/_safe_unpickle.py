@@ -56,22 +56,24 @@ class _Global:
 class _PendingDtype:
     """``numpy.dtype(code)`` as REDUCE made it, waiting for BUILD's byte order."""
 
-    __slots__ = ("base", "keys")
+    __slots__ = ("base", "built", "keys")
 
     def __init__(self, base: Any) -> None:
         self.base = base
         self.keys: list[int] = []  # memo keys holding this object, updated by BUILD
+        self.built = False  # BUILD runs once: a second reference to it stays refused
 
 
 class _PendingArray:
     """``_reconstruct(cls, (0,), b'b')``, waiting for BUILD's shape, dtype and data."""
 
-    __slots__ = ("keys", "prepared", "tensor")
+    __slots__ = ("built", "keys", "prepared", "tensor")
 
     def __init__(self, tensor: bool) -> None:
         self.tensor = tensor
         self.keys: list[int] = []
         self.prepared: Any = None  # the uint8 buffer its data was read into, if any
+        self.built = False
 
 
 class _Prepared:
@@ -778,6 +780,8 @@ def _interpret(data: bytes, source: _Source) -> Any:
             state = pop()
             target = stack[-1]
             cls = target.__class__
+            if cls in pending and target.built:
+                raise _Refusal("it sets the state of a numpy object twice")
             if cls is _PendingDtype:
                 value = _build_dtype(target, state)
             elif cls is _PendingArray:
@@ -789,6 +793,7 @@ def _interpret(data: bytes, source: _Source) -> Any:
                 if memo.get(key) is target:
                     memo[key] = value
             target.keys.clear()
+            target.built = True
         elif op == 0x80:  # PROTO
             if pos >= end:
                 data = source.more(data, pos, 1)
@@ -864,7 +869,7 @@ def _direct_target(stack: list[Any], marks: list[int], n: int) -> _PendingArray 
     if len(stack) - k != 4 or k < 1:
         return None
     target = stack[k - 1]
-    if target.__class__ is not _PendingArray or target.prepared is not None:
+    if target.__class__ is not _PendingArray or target.prepared is not None or target.built:
         return None
     _shape, _dtype, _fortran, nbytes = _array_nbytes(stack[k:])
     if nbytes != n:
@@ -881,7 +886,7 @@ def _read_into(buffer: Any, data: bytes, pos: int, source: _Source) -> tuple[byt
     view = memoryview(buffer)
     n = len(buffer)
     have = min(n, len(data) - pos)
-    view[:have] = data[pos : pos + have]
+    view[:have] = memoryview(data)[pos : pos + have]
     pos += have
     filled = have
     reader = source.reader
