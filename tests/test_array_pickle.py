@@ -1,4 +1,5 @@
-"""Large numpy arrays are pickled without numpy's copy, into the bytes pickle.dumps writes."""
+"""Large numpy arrays are pickled without numpy's copy, into the bytes pickle.dumps writes
+(nested values: tests/test_nested_arrays.py)."""
 
 from __future__ import annotations
 
@@ -24,10 +25,10 @@ ARRAYS = {
     "complex": np.ones(100_000, dtype=np.complex128),
     "bool": np.arange(2_000_000) % 3 == 0,
     "row_and_column": RNG.random((1, 200_000)),
-    # These take the ordinary path (not C-contiguous, a subclass, small, objects).
     "fortran": np.asfortranarray(RNG.random((500, 400))),
     "strided": RNG.random(600_000)[::2],
     "matrix_subclass": np.asmatrix(RNG.random((400, 400))),
+    # These take numpy's own path (small, objects).
     "small": RNG.random(10),
     "objects": np.array([1, "a", None] * 50_000, dtype=object),
 }
@@ -51,30 +52,36 @@ def test_bytes_equal_pickle_dumps(job_env: Any, name: str) -> None:
     assert type(loaded["x"]) is type(array)
 
 
-def test_only_plain_contiguous_large_arrays_are_streamed() -> None:
-    streamed = {name for name, a in ARRAYS.items() if _array_pickle.is_streamable_array(a)}
-    assert streamed == {
-        "float64_1d",
-        "float32_2d",
-        "big_endian_int",
-        "float64_3d",
-        "datetime",
-        "structured",
-        "complex",
-        "bool",
-        "row_and_column",
-    }
+class _Recorder:
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def write(self, data: Any) -> int:
+        self.parts.append(bytes(data))
+        return len(data)
+
+
+def test_large_arrays_of_plain_data_are_streamed() -> None:
+    streamed = set()
+    for name, array in ARRAYS.items():
+        recorder = _Recorder()
+        stream = _array_pickle.PickleStream(recorder)  # type: ignore[arg-type]
+        stream.dump(array)
+        assert b"".join(recorder.parts) == pickle.dumps(array, protocol=4), name
+        if stream.swapped:
+            streamed.add(name)
+    assert streamed == set(ARRAYS) - {"small", "objects"}
 
 
 @pytest.mark.usefixtures("backend")
 def test_a_payload_the_pickler_did_not_hand_over_fails_the_save(
     job_env: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Below the pickler's frame size the placeholder would be copied into a frame: the save
-    # must refuse rather than write its zeros.
+    # Below the pickler's frame size the placeholder is copied into a frame: the save must
+    # refuse rather than write its zeros.
     jobpersist.save_job_checkpoint({"x": 1}, data_format="pickled_v4")
     before = job_env.checkpoint_file().read_bytes()
     monkeypatch.setattr(_array_pickle, "_MIN_BYTES", 16)
     with pytest.raises(RuntimeError, match="not written"):
-        jobpersist.save_job_checkpoint({"x": RNG.random(100)}, data_format="pickled_v4")
+        jobpersist.save_job_checkpoint({"x": [RNG.random(100)]}, data_format="pickled_v4")
     assert job_env.checkpoint_file().read_bytes() == before

@@ -1,83 +1,309 @@
-"""``pickle.dumps(array, protocol=4)`` for a large numpy array, streamed without the copy.
+"""``pickle.dumps(value, protocol=4)``, written with every large numpy array's data streamed
+from the array's own memory, wherever the array sits in the value.
 
-numpy's protocol-4 reduce copies the whole array into a ``bytes`` object (``tobytes``)
-before the pickler writes it. Here the pickler is given numpy's own reduce, but with a
-zero-filled placeholder of the same length (``bytes(n)`` is calloc'd: no page of it is
-touched); the C pickler hands payloads this large straight to ``write``, where the sink
-swaps in the array's memory. The bytes written are those of ``pickle.dumps``; the tests
-compare them for many dtypes and shapes.
+numpy's protocol-4 reduce copies an array's whole data into a ``bytes`` object (``tobytes``)
+before the pickler writes it: a 4 GiB optimizer state would need 4 GiB more to be saved.
+Here one C pickler per file pickles every value, with a hook that hands it, for each large
+array (``numpy.ndarray``, or a subclass whose reduce is known to follow numpy's,
+PennyLane's tensor included), the reduce numpy would return but with a zero-filled
+placeholder of the same length in place of the data (``bytes(n)`` is calloc'd: no page of
+it is touched). The C pickler hands payloads of 64 KiB or more to its file's ``write`` as
+they are; there each placeholder, known by identity, is replaced by the array's memory.
+The bytes written are those of ``pickle.dumps``:
+
+* the hook is the pickler's ``dispatch_table`` (copyreg's, plus the array types), which the
+  C pickler consults only after its memo: an array met twice is written once and then
+  referenced, exactly as ``pickle.dumps`` does;
+* the reduce is numpy's own, computed on an empty view of the array (same type, same
+  attributes), with the shape, the Fortran flag and the data put back;
+* the C pickler consults the table for none of ``None``, ``bool``, ``int``, ``float``,
+  ``bytes``, ``str``, ``dict``, ``set``, ``frozenset``, ``list``, ``tuple``: plain values
+  pay nothing. (A ``reducer_override`` would be looked up by every ``dump()`` and called
+  for every other object: measurably slower for many small values.)
+
+numpy writes a C-contiguous array's memory as it lies, and a Fortran-contiguous one's too
+(flagged ``is_fortran``): both are written without a copy. Any other layout is written in C
+order through bounded copies (slabs of at most ``_PIECE`` bytes), never one whole copy.
+Arrays of objects, which numpy pickles as lists, are left to numpy.
 """
 
 from __future__ import annotations
 
+import copyreg
+import functools
 import pickle
 import sys
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from jobpersist._codec import EnvelopeWriter
+from jobpersist._codec import Buffer, EnvelopeWriter
 
-# Far above the C pickler's 64 KiB frame size: payloads this big bypass the frame buffer
-# and reach write() as the object itself.
-_MIN_BYTES = 1 << 20
-
-
-def array_type() -> type | None:
-    """``numpy.ndarray`` if numpy is imported (only then can a value be an array)."""
-    np = sys.modules.get("numpy")
-    return getattr(np, "ndarray", None)
-
-
-def is_streamable_array(value: Any) -> bool:
-    """A plain, C-contiguous numpy array of plain data, big enough to be worth it."""
-    np = sys.modules.get("numpy")
-    return (
-        np is not None
-        and type(value) is np.ndarray
-        and value.flags.c_contiguous
-        and not value.dtype.hasobject
-        and value.nbytes >= _MIN_BYTES
-    )
-
-
-class _ArrayPickler(pickle.Pickler):
-    def __init__(self, file: Any, array: Any, reduced: tuple[Any, ...]) -> None:
-        super().__init__(file, protocol=4)
-        self._array = array
-        self._reduced = reduced
-
-    def reducer_override(self, obj: Any) -> Any:
-        return self._reduced if obj is self._array else NotImplemented
+# The C pickler's frame size (FRAME_SIZE_TARGET in Modules/_pickle.c): a payload at least
+# this long skips the frame buffer and reaches write() as the object itself. The placeholder
+# must: smaller arrays are pickled by numpy (their copy is no bigger than a frame).
+_FRAME_BYTES = 64 * 1024
+# Arrays this big or bigger stream. Tests lower it to check that a placeholder copied into a
+# frame is caught; below _FRAME_BYTES no save can succeed with an array that size.
+_MIN_BYTES = _FRAME_BYTES
+# Largest copy of a non-contiguous array's data held at a time.
+_PIECE = 4 << 20
+# numpy's reduce of these dtype flags (NPY_ITEM_HASOBJECT, NPY_LIST_PICKLE) is a list of
+# the items, not their bytes.
+_NOT_RAW = 0x01 | 0x02
+# Subclasses overriding ``__reduce__`` whose reduce is numpy's with extra state appended,
+# taken from attributes that numpy carries to every view (``__array_finalize__``): the
+# extra state of an empty view is the array's. Known by name, since no test on the empty
+# view can tell that a reduce does not look at the data.
+_KNOWN_REDUCERS = frozenset(
+    {
+        # pennylane.numpy.tensor: numpy's state + (requires_grad,).
+        ("pennylane.numpy.tensor", "tensor.__reduce__", 1),
+    }
+)
 
 
-class _SwappingSink:
-    def __init__(self, writer: EnvelopeWriter, placeholder: bytes, raw: memoryview) -> None:
-        self.writer = writer
-        self.placeholder = placeholder
-        self.raw = raw
-        self.swapped = False
+class PickleStream:
+    """Pickles values one after another into an envelope writer's open base64 values.
 
-    def write(self, data: Any) -> int:
-        if data is self.placeholder:
-            self.swapped = True
-            self.writer.write(self.raw)
-            return len(self.placeholder)
-        return self.writer.write(data)
+    ``dump(value)`` writes exactly ``pickle.dumps(value, protocol=4)``; big arrays' data is
+    written from their memory (see the module's docstring). A loop over many small values
+    may do what ``dump`` does itself, to spare a Python call per value: ``pickler.dump``,
+    then ``finish()`` if ``redirected``, then ``pickler.clear_memo()``. One stream per file,
+    used by one thread; after an error, by nobody.
 
+    The pickler writes through ``functools.partial(writer.write)``: a C call, so a value
+    without a large array costs what it would cost writing to the writer itself. When the
+    hook hands the pickler the first placeholder of a value, the partial is pointed (by its
+    ``__setstate__``) at a Python function that swaps placeholders for arrays' data, until
+    ``finish()`` points it back. What was written before the switch is the start of the
+    same pickle: the order of the writes is kept.
 
-def dump_array(writer: EnvelopeWriter, array: Any) -> None:
-    """Writes ``pickle.dumps(array, protocol=4)`` into the open base64 value of ``writer``.
-
-    ``array`` must satisfy ``is_streamable_array``.
+    Attributes:
+        pickler: The C pickler (protocol 4).
+        redirected: Non-empty while the pickler writes through the swapping function.
+        swapped: The number of placeholders replaced by an array's data so far.
     """
-    placeholder = bytes(array.nbytes)
-    flat = array.reshape(-1)
-    # numpy's own reduce for an empty view gives the reconstructor and its arguments; the
-    # state is numpy's too: (version, shape, dtype, is_fortran, data). A C-contiguous
-    # array is not "fortran" for numpy, whatever its shape.
-    func, args, state = flat[:0].__reduce__()
-    reduced = (func, args, (state[0], array.shape, array.dtype, False, placeholder))
-    sink = _SwappingSink(writer, placeholder, memoryview(flat.view("u1")))
-    _ArrayPickler(sink, array, reduced).dump(array)
-    if not sink.swapped:
-        # The placeholder's zeros went into the stream: never let them reach a file.
-        raise RuntimeError("internal error: the array's data was not written")
+
+    def __init__(self, writer: EnvelopeWriter, min_bytes: int | None = None) -> None:
+        self.swapped = 0
+        self.redirected: list[bool] = []
+        self._write = writer.write
+        self._target = functools.partial(writer.write)
+        # id(placeholder) -> (placeholder, array); holding the placeholder keeps its id
+        # unique until it is swapped.
+        self._pending: dict[int, tuple[bytes, Any]] = {}
+        self.pickler = pickle.Pickler(_File(self._target), protocol=4)
+        np = sys.modules.get("numpy")
+        if np is None:
+            return  # no array can exist: no hook
+        self._np = np
+        self._min_bytes = _MIN_BYTES if min_bytes is None else min_bytes
+        self._reconstruct = np.ndarray.__reduce__(np.empty(0))[0]
+        # A pickler's own dispatch table replaces copyreg's: it starts as a copy of it.
+        table = dict(copyreg.dispatch_table)
+        for cls, extra in _array_types(np.ndarray).items():
+            # A type registered with copyreg stays pickled as registered.
+            table.setdefault(cls, self._make_reducer(cls, extra))
+        self.pickler.dispatch_table = table
+
+    def dump(self, value: Any) -> None:
+        """Writes ``pickle.dumps(value, protocol=4)``.
+
+        Raises:
+            RuntimeError: If an array's placeholder did not reach ``write`` by itself
+                (nothing of the file must then be kept: its zeros may be in it).
+            Exception: What pickling the value raises.
+        """
+        try:
+            self.pickler.dump(value)
+        finally:
+            try:
+                if self.redirected:
+                    self.finish()
+            finally:
+                self.pickler.clear_memo()
+
+    def finish(self) -> None:
+        """Points the pickler back at the writer, after a value that redirected it.
+
+        Raises:
+            RuntimeError: If a placeholder was not swapped (see ``dump``).
+        """
+        _point(self._target, self._write)
+        self.redirected.clear()
+        if self._pending:
+            self._pending.clear()
+            raise RuntimeError("internal error: an array's data was not written")
+
+    def _swapping_write(self, data: Any) -> Any:
+        entry = self._pending.pop(id(data), None) if self._pending else None
+        if entry is None:
+            return self._write(data)
+        self.swapped += 1
+        for chunk in _array_data(self._np, entry[1]):
+            self._write(chunk)
+        return len(data)
+
+    def _make_reducer(self, cls: type, extra: int) -> Callable[[Any], Any]:
+        """The dispatch table's function for arrays of exactly type ``cls``: what pickle
+        would get from ``__reduce_ex__(4)``, with a placeholder for a large array's data."""
+        ndarray = self._np.ndarray
+        min_bytes = self._min_bytes
+        reduce_array = self._reduce_array
+        if cls is ndarray:
+
+            def reduce_plain(obj: Any) -> Any:
+                if obj.nbytes < min_bytes:
+                    # What ndarray.__reduce_ex__(4) returns, one lookup sooner.
+                    return obj.__reduce__()
+                return reduce_array(obj, cls, 0)
+
+            return reduce_plain
+
+        def reduce_subclass(obj: Any) -> Any:
+            if ndarray.nbytes.__get__(obj) < min_bytes or any(
+                # pickle looks the reduce up on the instance: one of its own is used.
+                name in getattr(obj, "__dict__", ())
+                for name in _REDUCE_NAMES
+            ):
+                return obj.__reduce_ex__(4)
+            return reduce_array(obj, cls, extra)
+
+        return reduce_subclass
+
+    def _reduce_array(self, obj: Any, cls: type, extra: int) -> Any:
+        ndarray = self._np.ndarray
+        dtype = ndarray.dtype.__get__(obj)
+        if dtype.flags & _NOT_RAW:
+            return obj.__reduce_ex__(4)
+        try:
+            # An empty view of the same type: numpy's reduce of it costs nothing and is the
+            # array's, but for the shape, the Fortran flag and the data.
+            source = obj if ndarray.ndim.__get__(obj) else ndarray.reshape(obj, 1)
+            empty = ndarray.__getitem__(source, slice(0, 0))
+            reduced = empty.__reduce_ex__(4)
+            numpy_form = self._numpy_form(reduced, cls, empty, extra)
+        except Exception:
+            numpy_form = False
+        if not numpy_form:
+            return obj.__reduce_ex__(4)  # pickle's own way, whatever it does
+        flags = ndarray.flags.__get__(obj)
+        fortran = flags.f_contiguous and not flags.c_contiguous
+        placeholder = bytes(ndarray.nbytes.__get__(obj))
+        state = reduced[2]
+        self._pending[id(placeholder)] = (placeholder, ndarray.view(obj, ndarray))
+        if not self.redirected:
+            self.redirected.append(True)
+            _point(self._target, self._swapping_write)
+        # numpy takes the shape by attribute lookup, as here; the dtype is the array's own
+        # object (the memo references it by identity).
+        new_state = (state[0], obj.shape, dtype, fortran, placeholder, *state[5:])
+        return (reduced[0], reduced[1], new_state)
+
+    def _numpy_form(self, reduced: Any, cls: type, empty: Any, extra: int) -> bool:
+        """Whether ``reduced`` is numpy's reduce of the empty view ``empty`` of type ``cls``
+        (plus ``extra`` state items): ``(_reconstruct, (cls, (0,), b"b"),
+        (version, shape, dtype, is_fortran, data, *extra))``."""
+        if type(reduced) is not tuple or len(reduced) != 3:
+            return False
+        func, args, state = reduced
+        return (
+            func is self._reconstruct
+            and type(args) is tuple
+            and len(args) == 3
+            and args[0] is cls
+            and type(args[1]) is tuple
+            and args[1] == (0,)
+            and type(args[2]) is bytes
+            and args[2] == b"b"
+            and type(state) is tuple
+            and len(state) == 5 + extra
+            and type(state[0]) is int
+            and type(state[1]) is tuple
+            and state[1] == empty.shape
+            and state[2] is empty.dtype
+            and state[3] is False
+            and type(state[4]) is bytes
+            and not state[4]
+        )
+
+
+_REDUCE_NAMES = ("__reduce__", "__reduce_ex__")
+
+
+def _array_types(ndarray: type) -> dict[type, int]:
+    """``ndarray`` and those of its subclasses that pickle by numpy's reduce, each with the
+    number of state items its reduce appends to numpy's."""
+    found = {ndarray: 0}
+    seen = {ndarray}
+    stack: list[type] = [ndarray]
+    while stack:
+        subclasses: list[type] = stack.pop().__subclasses__()
+        for cls in subclasses:
+            if cls in seen:
+                continue
+            seen.add(cls)
+            stack.append(cls)
+            extra = _reduce_extra(cls, ndarray)
+            if extra is not None:
+                found[cls] = extra
+    return found
+
+
+def _reduce_extra(cls: type, ndarray: type) -> int | None:
+    if getattr(cls, "__reduce_ex__", None) is not ndarray.__reduce_ex__:
+        return None
+    reducer = getattr(cls, "__reduce__", None)
+    if reducer is ndarray.__reduce__:
+        return 0
+    for module, qualname, extra in _KNOWN_REDUCERS:
+        if (
+            getattr(reducer, "__module__", None) == module
+            and getattr(reducer, "__qualname__", None) == qualname
+        ):
+            return extra
+    return None
+
+
+def _point(target: functools.partial[Any], write: Callable[[Any], Any]) -> None:
+    """Makes ``target`` call ``write``: a partial's ``__setstate__`` replaces its function
+    (and its vectorcall), and the C pickler holds the partial itself."""
+    target.__setstate__((write, (), None, None))  # type: ignore[attr-defined]
+
+
+class _File:
+    """The pickler's file: its ``write`` is the stream's switchable partial."""
+
+    __slots__ = ("write",)
+
+    def __init__(self, write: Callable[[Any], Any]) -> None:
+        self.write = write
+
+
+def _array_data(np: Any, array: Any) -> Iterator[Buffer]:
+    """The bytes numpy's pickle holds for ``array`` (a plain ndarray), as buffers over its
+    memory, or bounded copies when it is not contiguous."""
+    flags = array.flags
+    if flags.c_contiguous or flags.f_contiguous:
+        # The memory as it lies: C order, or Fortran order with numpy's is_fortran flag.
+        yield memoryview(array.ravel(order="K").view(np.uint8))
+        return
+    # C order, item by item as numpy does; copied as raw items, so that a structured dtype's
+    # padding is the array's own bytes (numpy's typed copy leaves it undefined).
+    raw = array.view(np.dtype((np.void, array.dtype.itemsize)))
+    for piece in _c_order_slabs(np, raw):
+        yield memoryview(piece.reshape(-1).view(np.uint8))
+
+
+def _c_order_slabs(np: Any, array: Any) -> Iterator[Any]:
+    """C-contiguous copies of ``array`` (ndim >= 1) that together hold its items in C
+    order, each at most ``_PIECE`` bytes (or one item, if bigger)."""
+    rows = len(array)
+    row_bytes = array.nbytes // rows if rows else 0
+    if row_bytes > _PIECE and array.ndim > 1:
+        for row in array:
+            yield from _c_order_slabs(np, row)
+        return
+    step = max(1, _PIECE // row_bytes) if row_bytes else rows or 1
+    for start in range(0, rows, step):
+        yield np.ascontiguousarray(array[start : start + step])

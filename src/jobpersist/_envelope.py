@@ -4,7 +4,6 @@ exactly as the reference's schema does (its ``PersistedJobData.parse_raw``)."""
 from __future__ import annotations
 
 import json
-import pickle
 from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
@@ -12,7 +11,8 @@ from typing import Any
 import orjson
 
 from jobpersist import _codec
-from jobpersist._array_pickle import array_type, dump_array, is_streamable_array
+from jobpersist._array_pickle import PickleStream
+from jobpersist._conversion import convert_subtree
 from jobpersist._format import Format, PersistedJobDataFormat
 from jobpersist._schema import HEAD, SCHEMA_NAME, SCHEMA_VERSION, tail
 
@@ -44,6 +44,10 @@ class PreEncodedJson:
         self.text = text
 
 
+# Values already encoded (exact types: the wrappers are never subclassed).
+_ENCODED = frozenset({PrePickled, PreEncodedJson, RawPickled})
+
+
 def write_envelope(
     path: str,
     entries: Iterable[tuple[str, Any]],
@@ -66,27 +70,30 @@ def write_envelope(
     try:
         writer.write_raw(HEAD)
         # One pickler for all values (memo cleared in between) writes what pickle.dumps
-        # writes, without the cost of a new pickler per value.
-        pickler = pickle.Pickler(writer, protocol=4) if data_format.pickled else None
-        # The loop runs once per value: tens of thousands of small values must stay cheap.
-        encoded = (PrePickled, PreEncodedJson, RawPickled)
-        ndarray = array_type()
+        # writes, without the cost of a new pickler per value; large arrays anywhere in a
+        # value are written from their memory (see _array_pickle).
+        stream = PickleStream(writer) if data_format.pickled else None
+        # The loop runs once per value: tens of thousands of small values must stay cheap,
+        # hence PickleStream.dump spelled out below.
+        pickler = stream.pickler if stream is not None else None
+        redirected = stream.redirected if stream is not None else []
+        # (Method calls spelled out: CPython 3.11 calls obj.method() faster than a method
+        # bound beforehand.)
         separator = False
         for key, value in entries:
             writer.write_key(key, separator)
             separator = True
-            if pickler is not None and not isinstance(value, encoded):
+            if pickler is not None and type(value) not in _ENCODED:
                 writer.begin_b64()
-                if type(value) is ndarray and is_streamable_array(value):
-                    dump_array(writer, value)
-                else:
-                    try:
-                        pickler.dump(value)
-                    except RecursionError as exc:
-                        raise ValueError(
-                            f"Data under key {key!r} is nested too deeply to pickle."
-                        ) from exc
-                    pickler.clear_memo()
+                try:
+                    pickler.dump(value)
+                except RecursionError as exc:
+                    raise ValueError(
+                        f"Data under key {key!r} is nested too deeply to pickle."
+                    ) from exc
+                if redirected:
+                    stream.finish()  # type: ignore[union-attr]
+                pickler.clear_memo()
                 writer.end_b64()
             elif isinstance(value, PrePickled):
                 writer.begin_b64()
@@ -97,7 +104,7 @@ def write_envelope(
             elif isinstance(value, RawPickled):
                 writer.write_str(value.text)
             else:
-                writer.write_json(key, value)
+                writer.write_json(key, value, convert_subtree)
         writer.write_raw(tail(data_format.label))
     except BaseException:
         writer.abort()

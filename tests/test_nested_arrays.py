@@ -1,0 +1,361 @@
+"""Large arrays anywhere in a pickled value stream from their memory (issue 12), and the
+bytes stay exactly those of ``pickle.dumps(value, protocol=4)``."""
+
+from __future__ import annotations
+
+import base64
+import copyreg
+import dataclasses
+import json
+import pickle
+import subprocess
+import sys
+import textwrap
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import jobpersist
+from jobpersist import _array_pickle
+from jobpersist._array_pickle import PickleStream
+from tests.conftest import Twin, child_env
+
+pnp = pytest.importorskip("pennylane.numpy")
+
+RNG = np.random.default_rng(12)
+# Big enough to stream (the C pickler hands payloads of 64 KiB or more to write() alone).
+N = 9000  # float64 items: 72,000 bytes
+
+
+class RecordingWriter:
+    """An envelope writer's ``write``, keeping every piece (and what kind it was)."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.views = 0
+
+    def write(self, data: Any) -> int:
+        if isinstance(data, memoryview):
+            self.views += 1
+        self.parts.append(bytes(data))
+        return len(data)
+
+    def getvalue(self) -> bytes:
+        return b"".join(self.parts)
+
+
+def stream_dump(value: Any, **kwargs: Any) -> tuple[bytes, PickleStream, RecordingWriter]:
+    writer = RecordingWriter()
+    stream = PickleStream(writer, **kwargs)  # type: ignore[arg-type]
+    stream.dump(value)
+    return writer.getvalue(), stream, writer
+
+
+@dataclasses.dataclass
+class Holder:
+    weights: Any
+    extra: Any = None
+
+
+class Plain:
+    def __init__(self, a: Any, b: Any) -> None:
+        self.a = a
+        self.b = b
+
+
+class Stamped(np.ndarray):
+    """A subclass whose reduce adds state numpy's does not: it must not stream."""
+
+    def __reduce__(self) -> Any:
+        func, args, state = super().__reduce__()
+        return func, args, (*state, float(np.asarray(self).sum()))
+
+    def __setstate__(self, state: Any) -> None:
+        super().__setstate__(state[:-1])
+
+
+class Registered(np.ndarray):
+    """A subclass pickled through copyreg: pickle's way wins."""
+
+
+def _reduce_registered(obj: Any) -> Any:
+    return (np.asarray, (np.asarray(obj).copy(),))
+
+
+@pytest.fixture(autouse=True)
+def _registered(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(copyreg.dispatch_table, Registered, _reduce_registered)
+
+
+BIG = RNG.random(N)
+BIG2 = RNG.random(2 * N)
+F_ORDER = np.asfortranarray(RNG.random((120, 180)))
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", PendingDeprecationWarning)  # numpy on np.matrix
+    MATRIX = np.asmatrix(RNG.random((100, 100)))
+DTYPES = [
+    "i1", "u1", "i2", "u2", "<i4", ">i4", "u4", "<i8", ">i8", "u8",
+    "f2", "<f4", ">f4", "<f8", ">f8", "c8", "<c16", ">c16", "?", "M8[ns]", "m8[s]", "S7",
+    "U3", "V12",
+]  # fmt: skip
+
+
+def _typed(dtype: str) -> np.ndarray:
+    raw = RNG.integers(0, 256, size=80_000, dtype=np.uint8)
+    itemsize = np.dtype(dtype).itemsize
+    return raw[: raw.size // itemsize * itemsize].view(dtype)
+
+
+# (name, value, how many arrays stream)
+CASES: list[tuple[str, Any, int]] = [
+    ("top level", BIG, 1),
+    ("nested dicts", {"state": {f"w{i}": RNG.random(N) for i in range(4)}}, 4),
+    ("list of arrays", [RNG.random(N) for _ in range(5)], 5),
+    ("tuple and list", ([BIG], (RNG.random(N), 3, "x")), 2),
+    ("same array twice", {"a": BIG, "b": [BIG, BIG]}, 1),
+    ("array and its views", [BIG2, BIG2[1:], BIG2[::2], BIG2.reshape(2, -1)], 4),
+    ("dataclass state", Holder(BIG, {"m": RNG.random(N)}), 2),
+    ("object state", Plain(F_ORDER, [BIG]), 2),
+    ("fortran", F_ORDER, 1),
+    ("transposed fortran", F_ORDER.T, 1),
+    ("non-contiguous fortran", F_ORDER[:, ::2], 1),
+    ("strided", RNG.random(3 * N)[::3], 1),
+    ("negative strides", RNG.random(N)[::-1], 1),
+    ("broadcast", np.broadcast_to(RNG.random(N), (3, N)), 1),
+    ("3d permuted", RNG.random((30, 40, 50)).transpose(1, 2, 0), 1),
+    ("0-d structured", np.zeros((), dtype=[("a", "<f8", (N,))]), 1),
+    ("0-d small", np.array(3.5), 0),
+    ("empty", np.zeros((0, N)), 0),
+    ("small and big", [RNG.random(10), BIG, np.arange(5), {"s": RNG.random(N)}], 2),
+    ("objects", np.array([1, "a", None] * 10_000, dtype=object), 0),
+    ("objects beside", [np.array([{"k": 1}] * 20_000, dtype=object), BIG], 1),
+    ("structured", np.zeros(N, dtype=[("a", "<i4"), ("b", ">f8")]), 1),
+    ("matrix", MATRIX, 1),
+    ("recarray", np.rec.array(np.zeros(N, dtype=[("a", "<i8")])), 1),
+    ("masked (own reduce)", np.ma.masked_array(BIG, mask=BIG > 0.5), 0),
+    ("stamped (unknown reduce)", RNG.random(N).view(Stamped), 0),
+    # Pickled as registered: the plain copy its reducer returns streams.
+    ("copyreg registered", RNG.random(N).view(Registered), 1),
+    ("tensor requires_grad", pnp.tensor(RNG.random(N), requires_grad=True), 1),
+    ("tensor no grad", pnp.tensor(RNG.random((90, 100)), requires_grad=False), 1),
+    (
+        "tensors in a dict",
+        {
+            "params": [pnp.tensor(RNG.random(N), requires_grad=i % 2 == 0) for i in range(3)],
+            "opt": {"m": BIG},
+        },
+        4,
+    ),
+    ("tensor fortran", pnp.tensor(np.asfortranarray(RNG.random((100, 90)))), 1),
+    *((f"dtype {d}", {"x": [_typed(d)]}, 1) for d in DTYPES),
+    ("bool", RNG.random(80_000) > 0.5, 1),
+    ("float16 2d", RNG.random((300, 200)).astype(np.float16), 1),
+]
+
+
+@pytest.mark.parametrize(("name", "value", "streamed"), CASES, ids=[c[0] for c in CASES])
+def test_stream_writes_pickle_dumps(name: str, value: Any, streamed: int) -> None:
+    data, stream, writer = stream_dump(value)
+    assert data == pickle.dumps(value, protocol=4)
+    # Every array big enough went through the placeholder path, written from its memory.
+    assert stream.swapped == streamed
+    assert writer.views >= streamed
+
+
+@pytest.mark.usefixtures("backend")
+def test_saved_files_hold_pickle_dumps(job_env: Any) -> None:
+    data = {name: value for name, value, _ in CASES}
+    jobpersist.save_job_checkpoint(data, data_format="pickled_v4")
+    stored = json.loads(job_env.checkpoint_file().read_bytes())["dataDictionary"]
+    for name, value in data.items():
+        assert base64.decodebytes(stored[name].encode()) == pickle.dumps(value, protocol=4), name
+    loaded = jobpersist.load_job_checkpoint(allow_pickle=True)
+    assert type(loaded["tensor requires_grad"]) is type(data["tensor requires_grad"])
+    assert loaded["tensor requires_grad"].requires_grad is True
+    assert loaded["tensor no grad"].requires_grad is False
+    assert np.array_equal(
+        loaded["nested dicts"]["state"]["w3"], data["nested dicts"]["state"]["w3"]
+    )
+    assert np.array_equal(loaded["fortran"], F_ORDER) and loaded["fortran"].flags.f_contiguous
+
+
+@pytest.mark.usefixtures("backend")
+def test_files_equal_the_reference(twin: Twin) -> None:
+    # The shapes of the issue, scaled down; real sizes (>= 1 MiB) among them.
+    data = {
+        "state": {f"w{i}": RNG.random(1 << 17) for i in range(4)},
+        "params": [RNG.random(1 << 14) for _ in range(8)],
+        "tensor": pnp.tensor(RNG.random((512, 512)), requires_grad=True),
+        "mixed": [BIG, BIG, {"small": np.arange(3), "f": F_ORDER}, "text", 1.5],
+    }
+    twin.step(lambda api: api.save_job_checkpoint(data, "", api.Format.PICKLED_V4))
+
+
+@pytest.mark.usefixtures("backend")
+def test_background_saves_write_the_same_file(job_env: Any) -> None:
+    data = {"state": {"w": RNG.random(1 << 17), "t": pnp.tensor(RNG.random(N))}, "v": [BIG, BIG]}
+    jobpersist.save_job_checkpoint(data, "sync", data_format="pickled_v4")
+    jobpersist.save_job_checkpoint_async(data, "async", data_format="pickled_v4").result()
+    assert (
+        job_env.checkpoint_file("async").read_bytes()
+        == job_env.checkpoint_file("sync").read_bytes()
+    )
+
+
+def test_small_arrays_do_not_stream() -> None:
+    value = [RNG.random(128) for _ in range(50)]
+    data, stream, writer = stream_dump(value)
+    assert data == pickle.dumps(value, protocol=4)
+    assert stream.swapped == 0 and writer.views == 0
+    assert not stream.redirected
+
+
+def test_stream_is_reusable_and_memo_is_per_value() -> None:
+    writer = RecordingWriter()
+    stream = PickleStream(writer)  # type: ignore[arg-type]
+    expected = b""
+    for value in ([BIG, BIG], {"k": BIG}, (1, 2), [RNG.random(N)], "text"):
+        stream.dump(value)
+        expected += pickle.dumps(value, protocol=4)
+        assert not stream.redirected
+    assert writer.getvalue() == expected
+    assert stream.swapped == 3
+
+
+def test_instance_level_reduce_is_respected() -> None:
+    tensor = pnp.tensor(RNG.random(N), requires_grad=True)
+    tensor.__reduce_ex__ = lambda protocol: (list, ([1, 2],))  # type: ignore[method-assign]
+    data, stream, _ = stream_dump([tensor])
+    assert data == pickle.dumps([tensor], protocol=4)
+    assert stream.swapped == 0
+
+
+def test_requires_grad_set_after_creation() -> None:
+    tensor = pnp.tensor(RNG.random(N), requires_grad=False)
+    tensor.requires_grad = True
+    data, stream, _ = stream_dump({"t": tensor, "again": tensor})
+    assert data == pickle.dumps({"t": tensor, "again": tensor}, protocol=4)
+    assert stream.swapped == 1
+    assert pickle.loads(data)["t"].requires_grad is True
+
+
+def test_without_numpy_the_pickler_has_no_hook(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "numpy", None)
+    data, stream, _ = stream_dump({"a": [1, 2.5, "x"], "b": (None, True)})
+    assert data == pickle.dumps({"a": [1, 2.5, "x"], "b": (None, True)}, protocol=4)
+    # Without numpy the pickler keeps copyreg's table: no hook at all.
+    assert not hasattr(stream.pickler, "dispatch_table")
+
+
+def test_placeholder_copied_into_a_frame_fails_the_dump() -> None:
+    # Below the frame size the pickler copies the placeholder into a frame: never written.
+    with pytest.raises(RuntimeError, match="not written"):
+        stream_dump([RNG.random(100)], min_bytes=16)
+
+
+def test_an_error_mid_value_resets_the_stream() -> None:
+    class Boom:
+        def __reduce__(self) -> Any:
+            raise ValueError("boom")
+
+    writer = RecordingWriter()
+    stream = PickleStream(writer)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="boom"):
+        stream.dump([BIG, Boom()])
+    assert not stream.redirected
+    before = len(writer.getvalue())
+    stream.dump([BIG])
+    assert writer.getvalue()[before:] == pickle.dumps([BIG], protocol=4)
+
+
+@st.composite
+def arrays(draw: st.DrawFn) -> np.ndarray:
+    dtype = draw(st.sampled_from(["<f8", ">f4", "<i2", "u1", "c8", "?", "f2", ">u8"]))
+    itemsize = np.dtype(dtype).itemsize
+    big = draw(st.booleans())
+    items = (65536 // itemsize + draw(st.integers(0, 3000))) if big else draw(st.integers(0, 40))
+    rows = draw(st.sampled_from([1, 2, 3, 8]))
+    base = RNG.integers(0, 256, size=(items // rows + 1) * rows * itemsize, dtype=np.uint8)
+    array = base.view(dtype).reshape(rows, -1)
+    layout = draw(st.sampled_from(["c", "f", "t", "step", "flip", "0d"]))
+    if layout == "f":
+        array = np.asfortranarray(array)
+    elif layout == "t":
+        array = array.T
+    elif layout == "step":
+        array = array[:, ::2]
+    elif layout == "flip":
+        array = array[::-1]
+    elif layout == "0d":
+        array = array[0, 0]
+        array = np.asarray(array)
+    if draw(st.booleans()):
+        array = pnp.tensor(array, requires_grad=draw(st.booleans()))
+    return array
+
+
+values = st.recursive(
+    arrays() | st.integers() | st.text(max_size=3) | st.none(),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.tuples(children, children)
+        | st.dictionaries(st.text(max_size=2), children, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+@given(st.lists(values, min_size=1, max_size=3), st.data())
+def test_any_nesting_is_pickle_dumps(parts: list[Any], data: st.DataObject) -> None:
+    value: Any = parts
+    if len(parts) > 1 and data.draw(st.booleans()):
+        value = [*parts, parts[0]]  # shared references: memo GETs
+    out, _, _ = stream_dump(value)
+    assert out == pickle.dumps(value, protocol=4)
+
+
+_PEAK_SCRIPT = textwrap.dedent(
+    """
+    import json, os, sys
+    import numpy as np
+    import jobpersist
+
+    def peak():
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+
+    data = {"state": {f"w{i}": np.random.default_rng(i).random(1 << 21) for i in range(4)}}
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    with open("/proc/self/statm") as f:
+        base = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    jobpersist.save_job_checkpoint(data, data_format="pickled_v4")
+    print(json.dumps({"extra": peak() - base}))
+    """
+)
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="Linux /proc only")
+@pytest.mark.parametrize("name", ["native", "python"])
+def test_nested_arrays_are_not_copied(tmp_path: Path, name: str) -> None:
+    # 64 MiB of arrays in a nested dict: a copy of the payload would show in the peak.
+    env = child_env(name, AMZN_BRAKET_CHECKPOINT_DIR=str(tmp_path), AMZN_BRAKET_JOB_NAME="peak")
+    out = subprocess.run(
+        [sys.executable, "-c", _PEAK_SCRIPT], env=env, capture_output=True, text=True
+    )
+    if name == "native" and "_native" in out.stderr:
+        pytest.fail(out.stderr)
+    assert out.returncode == 0, out.stderr
+    extra = json.loads(out.stdout.strip().splitlines()[-1])["extra"]
+    assert extra < 16 << 20, f"peak extra {extra / (1 << 20):.0f} MiB for 64 MiB of arrays"
+
+
+def test_threshold_is_the_frame_size() -> None:
+    assert _array_pickle._MIN_BYTES == 64 * 1024
