@@ -10,7 +10,12 @@ itself. Whatever else a stream asks for is refused with ``UnsafePickleError``.
 Resources stay bounded by the input: the interpreter does not recurse, an allocation is
 checked against the bytes the input can still hold (array data is read straight into the
 array's memory), the memo is a dict (a huge index costs one entry) with at most one entry
-per input byte, and marks nest at most ``MAX_MARKS`` deep.
+per input byte, marks nest at most ``MAX_MARKS`` deep and the result's containers at most
+``MAX_DEPTH``.
+
+A pickle none of whose bytes is an opcode that can name a global, call, build or grow the
+memo at will (``_NOT_PLAIN_DATA``) holds data opcodes only, whatever its arguments: it is
+handed to ``pickle.loads``, which builds the same value faster.
 """
 
 from __future__ import annotations
