@@ -89,15 +89,6 @@ def _remove_if_unlocked(directory: str, name: str, dir_fd: int | None) -> None:
         os.close(fd)
 
 
-def fsync_directory(directory: str) -> None:
-    """Makes a rename inside ``directory`` durable."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _resolve_symlinks(target: str) -> str:
     """Follows symlinks at the last component, so the save replaces the file a link points
     to (as writing through the link would) and keeps the link itself."""
