@@ -20,6 +20,7 @@ from conftest import JobEnv
 
 import jobpersist
 from jobpersist import _codec
+from jobpersist._conversion import convert_subtree
 from jobpersist._schema import MAX_DEPTH
 
 F = jobpersist.PersistedJobDataFormat
@@ -28,6 +29,11 @@ THREADS = 8
 
 class MyList(list):  # type: ignore[type-arg]
     """A list subclass: the walker (not the native encoder) converts it, and what is inside."""
+
+
+def encode(value: Any) -> bytes:
+    """The JSON text of ``value`` under key "k", by the backend in use."""
+    return _codec.CODEC.encode_json("k", value, convert_subtree)
 
 
 def nest(depth: int, leaf: Any = 1) -> Any:
@@ -101,10 +107,10 @@ def test_deep_values_from_many_threads_are_never_refused(backend: str, job_env: 
 
     def work(index: int) -> None:
         for round_ in range(15):
-            text = _codec.CODEC.encode_json("k", value)
+            text = encode(value)
             assert text == b"[" * MAX_DEPTH + b"1" + b"]" * MAX_DEPTH
             with pytest.raises(ValueError, match=f"deeper than {MAX_DEPTH} levels"):
-                _codec.CODEC.encode_json("k", [value])
+                encode([value])
             if round_ % 5 == 0:
                 jobpersist.save_job_checkpoint(
                     {"v": value, "s": set(range(1000))}, f"d{index}-{round_}", F.PLAINTEXT
@@ -127,7 +133,7 @@ def test_deep_values_from_a_deep_caller(backend: str) -> None:
             return
         for item in (value, {"s": {1}, "v": deepest_valid(MAX_DEPTH - 1)}):
             try:
-                outcomes.append(_codec.CODEC.encode_json("k", item))
+                outcomes.append(encode(item))
             except BaseException as exc:
                 outcomes.append(exc)
 
@@ -157,7 +163,7 @@ def test_conversion_never_sets_the_recursion_limit(
 
     monkeypatch.setattr(sys, "setrecursionlimit", refuse)
     value = {"deep": deepest_valid(MAX_DEPTH - 1), "set": {1, 2}, "mine": MyList([{"a": (1,)}])}
-    assert _codec.CODEC.encode_json("k", value) == json.dumps(
+    assert encode(value) == json.dumps(
         {"deep": [nest(MAX_DEPTH - 2)], "set": [1, 2], "mine": [{"a": [1]}]}
     ).encode("ascii")
 
@@ -179,19 +185,19 @@ def test_deep_values_have_json_dumps_bytes(backend: str, depth: int) -> None:
     # Deep converted values are laid out above json.dumps's reach: the bytes must not change.
     value = deep_mixed(depth)
     expected = json.dumps(value).encode("ascii")  # the test's own stack is shallow
-    assert _codec.CODEC.encode_json("k", value) == expected
+    assert encode(value) == expected
     # MyList: converted by the walker (native backend too), then laid out.
     wrapped = MyList([deep_mixed(depth - 1)])
-    assert _codec.CODEC.encode_json("k", wrapped) == json.dumps([deep_mixed(depth - 1)]).encode()
+    assert encode(wrapped) == json.dumps([deep_mixed(depth - 1)]).encode()
 
 
 def test_too_deep_and_huge_ints_in_deep_values(backend: str) -> None:
     with pytest.raises(ValueError, match=f"deeper than {MAX_DEPTH} levels"):
-        _codec.CODEC.encode_json("k", MyList([deep_mixed(MAX_DEPTH)]))
+        encode(MyList([deep_mixed(MAX_DEPTH)]))
     if not hasattr(sys, "get_int_max_str_digits"):
         return
     huge = 10 ** (sys.get_int_max_str_digits() + 1)
     for value in (deep_mixed(100, leaf=huge), MyList([deep_mixed(100, leaf=huge)])):
         # json.dumps's own error, after the conversion, as for shallow values.
         with pytest.raises(ValueError, match="digits"):
-            _codec.CODEC.encode_json("k", value)
+            encode(value)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import io
 import json
 import pickle
 from pathlib import Path
@@ -20,7 +21,7 @@ from hypothesis import strategies as st
 
 import jobpersist
 from jobpersist import UnsafePickleError
-from jobpersist._safe_unpickle import safe_loads
+from jobpersist._safe_unpickle import safe_load_stream, safe_loads
 from jobpersist.serialization import PICKLE_DISABLED_MESSAGE
 
 F = jobpersist.PersistedJobDataFormat
@@ -29,11 +30,25 @@ CODES = ["b1", "i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "f2", "f4", "f8",
 CODES += ["c8", "c16", "c32"]
 
 
+class Trickle(io.BytesIO):
+    """A reader that hands out at most a few bytes per call: every opcode and argument
+    boundary of the stream path gets crossed."""
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        return super().read(min(size, 7) if size is not None and size >= 0 else 7)
+
+    def readinto(self, buffer: Any, /) -> int:
+        return super().readinto(memoryview(buffer)[:13])
+
+
 def same_as_pickle(value: Any, protocol: int = 4) -> Any:
     data = pickle.dumps(value, protocol=protocol)
     ours, theirs = safe_loads("k", data), pickle.loads(data)
     assert type(ours) is type(theirs)
     assert canon(ours) == canon(theirs)
+    streamed = safe_load_stream("k", Trickle(data), len(data))
+    assert type(streamed) is type(theirs)
+    assert canon(streamed) == canon(theirs)
     return ours
 
 
@@ -120,6 +135,24 @@ def test_shared_dtype_through_the_memo() -> None:
     shared = np.arange(3.0)
     ours = same_as_pickle([shared, shared])
     assert ours[0] is ours[1]
+
+
+@pytest.mark.parametrize("n", [2, 3, 999, 1000, 1025, 5000, 20_000])
+def test_runs_of_numbers(n: int) -> None:
+    # Runs of one number opcode are decoded in batches; in a stream they are cut wherever
+    # the buffer in hand ends.
+    rng = np.random.default_rng(n)
+    value = [
+        rng.random(n).tolist(),
+        list(range(n)),  # BININT1, then BININT2, then BININT
+        (-rng.integers(0, 2**31, n)).tolist(),
+        [7] * n,
+        [1.5, 3, 200, 70_000, -1] * (n // 5 + 1),
+    ]
+    ours = same_as_pickle(value)
+    data = pickle.dumps(value, protocol=4)
+    streamed = safe_load_stream("k", io.BytesIO(data), len(data))
+    assert canon(streamed) == canon(ours)
 
 
 def test_big_array_in_memory() -> None:

@@ -1,7 +1,19 @@
-//! `jobpersist._native`: thin PyO3 bindings over `jobpersist-core`.
+//! `jobpersist._native`: PyO3 bindings over `jobpersist-core`.
 //!
-//! Only argument conversion, GIL handling and error mapping live here; every
-//! byte the module writes or decodes is produced by the pyo3-free core.
+//! What the glue holds:
+//!
+//! * argument conversion, GIL handling (`detach` around the core's I/O and
+//!   base64 work) and the buffer protocol (`writer::write`, `reader::readinto`);
+//! * error mapping, all of it in `errors.rs`;
+//! * the plaintext JSON encoder's walk over Python objects (`plaintext.rs`):
+//!   it reads dicts, lists, ints and strings through the Python C API and
+//!   calls the caller's converter for other objects, so it cannot be
+//!   pyo3-free. The text it writes comes from the core (`write_json_float`,
+//!   `write_i64`, `escape_str`), and so do the nesting rules (`Nesting`,
+//!   `MAX_DEPTH`).
+//!
+//! Every byte of base64, every envelope scan, and every file operation is the
+//! pyo3-free core's.
 
 mod errors;
 mod faults;
@@ -21,6 +33,12 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("DecodeError", m.py().get_type::<errors::DecodeError>())?;
     m.add_function(wrap_pyfunction!(reader::read_file, m)?)?;
     m.add_function(wrap_pyfunction!(base64_isa, m)?)?;
+    m.add("MAX_DEPTH", jobpersist_core::MAX_DEPTH)?;
+    m.add(
+        "ENVELOPE_HEAD",
+        pyo3::types::PyBytes::new(m.py(), jobpersist_core::HEAD),
+    )?;
+    m.add_function(wrap_pyfunction!(envelope_tail, m)?)?;
     m.add_function(wrap_pyfunction!(faults::arm_faults, m)?)?;
     m.add_function(wrap_pyfunction!(faults::disarm_faults, m)?)?;
     Ok(())
@@ -31,4 +49,11 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
 #[pyfunction]
 fn base64_isa() -> &'static str {
     jobpersist_core::base64_isa()
+}
+
+/// The envelope text after the last value for the format label `label`, as the
+/// core's scan knows it (`tail("pickled_v4")` is the only end it accepts).
+#[pyfunction]
+fn envelope_tail(py: Python<'_>, label: &str) -> Py<pyo3::types::PyBytes> {
+    pyo3::types::PyBytes::new(py, &jobpersist_core::tail(label)).unbind()
 }

@@ -2,28 +2,31 @@
 //! `jobpersist._conversion.to_json_text(key, value)` returns (the reference's
 //! `json.dumps` of its converted value), walking the Python objects directly.
 //!
+//! This walk is the one part of the glue that is more than argument conversion:
+//! it reads Python objects (type checks, dict iteration, `int.__repr__`), so it
+//! cannot live in the pyo3-free core. What does not need Python is in the core
+//! and only called from here: the text of floats, ints and strings
+//! (`write_json_float`, `write_i64`, `escape_str`) and the nesting rules
+//! (`Nesting`, `MAX_DEPTH`, which also bounds this module's recursion).
+//!
 //! Exact dicts, lists and tuples and the JSON scalars (with `int`, `float` and
 //! `str` subclasses, which `json.dumps` writes as their base value) are
-//! written here. Everything else is handed to the Python walker
-//! (`convert_subtree`), whose result is then written the same way, so both
-//! backends convert alike and raise the same exception types.
+//! written here. Everything else is handed to the caller's converter
+//! (`jobpersist._conversion.convert_subtree`, passed in as `convert`), whose
+//! result is then written the same way, so both backends convert alike and
+//! raise the same exception types.
 
-use std::collections::HashSet;
-
-use jobpersist_core::{escape_code_points, escape_str, write_i64, write_json_float};
-use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use jobpersist_core::{
+    escape_code_points, escape_str, write_i64, write_json_float, Nesting, NestingError,
+};
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyModule, PyString, PyTuple};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
-/// `jobpersist._conversion.MAX_DEPTH`: containers allowed on a path. It also
-/// bounds this module's recursion (tests check that both agree).
-pub(crate) const MAX_DEPTH: usize = 512;
+use crate::errors;
+
 /// Output handed to the sink in pieces of about this size.
 const CHUNK: usize = 1 << 20;
-/// Containers on the path checked for cycles by a linear scan; deeper ones
-/// are also kept in a set.
-const LINEAR_IDS: usize = 32;
 
 /// One step of the key path that error messages name.
 enum Step<'py> {
@@ -37,12 +40,13 @@ struct Encoder<'py, W> {
     sink: W,
     /// From the top-level key down to the value being written.
     path: Vec<Step<'py>>,
-    /// Addresses of the containers on the path (Python's `id`).
-    ids: Vec<usize>,
-    deep_ids: HashSet<usize>,
-    conversion: Option<Bound<'py, PyModule>>,
+    /// The containers on the path, by address (Python's `id`).
+    nesting: Nesting,
+    /// `convert(path, depth, value)`: what to write for an object this module does not
+    /// write itself.
+    convert: Bound<'py, PyAny>,
     int_repr: Option<Bound<'py, PyAny>>,
-    /// Set while writing what `convert_subtree` returned, which needs no more conversion.
+    /// Set while writing what `convert` returned, which needs no more conversion.
     converted: usize,
     /// An error `json.dumps` would raise only after the conversion walk (an int too long
     /// for `int.__repr__`): conversion errors found later take precedence, as in Python.
@@ -50,11 +54,12 @@ struct Encoder<'py, W> {
 }
 
 /// Writes the JSON text of `value` (stored under top-level `key`) through `sink`, in
-/// pieces of about 1 MiB.
+/// pieces of about 1 MiB, converting what JSON cannot hold with `convert`.
 pub(crate) fn encode<'py, W>(
     py: Python<'py>,
     key: &Bound<'py, PyAny>,
     value: &Bound<'py, PyAny>,
+    convert: &Bound<'py, PyAny>,
     sink: W,
 ) -> PyResult<()>
 where
@@ -65,9 +70,8 @@ where
         out: Vec::with_capacity(CHUNK + 4096),
         sink,
         path: vec![Step::Key(key.clone())],
-        ids: Vec::new(),
-        deep_ids: HashSet::new(),
-        conversion: None,
+        nesting: Nesting::new(),
+        convert: convert.clone(),
         int_repr: None,
         converted: 0,
         deferred: None,
@@ -164,33 +168,17 @@ where
 
     /// Marks `obj` as on the path, as `_Walker.enter` does.
     fn enter(&mut self, obj: &Bound<'py, PyAny>) -> PyResult<()> {
-        let id = obj.as_ptr() as usize;
-        if self.ids.iter().take(LINEAR_IDS).any(|&seen| seen == id) || self.deep_ids.contains(&id) {
-            let at = self.path_text(self.path.len())?;
-            return Err(PyValueError::new_err(format!(
-                "Circular reference detected at {at}"
-            )));
+        match self.nesting.enter(obj.as_ptr() as usize) {
+            Ok(()) => Ok(()),
+            Err(err @ NestingError::Cycle) => {
+                Err(errors::nesting(err, &self.path_text(self.path.len())?, ""))
+            }
+            Err(err @ NestingError::TooDeep) => Err(errors::nesting(err, "", &self.path_text(3)?)),
         }
-        if self.ids.len() >= MAX_DEPTH {
-            let at = self.path_text(3)?;
-            return Err(PyValueError::new_err(format!(
-                "Data nested deeper than {MAX_DEPTH} levels at {at}... cannot be persisted \
-                 as plaintext JSON."
-            )));
-        }
-        if self.ids.len() >= LINEAR_IDS {
-            self.deep_ids.insert(id);
-        }
-        self.ids.push(id);
-        Ok(())
     }
 
     fn leave(&mut self) {
-        if let Some(id) = self.ids.pop() {
-            if self.ids.len() >= LINEAR_IDS {
-                self.deep_ids.remove(&id);
-            }
-        }
+        self.nesting.leave();
     }
 
     /// A list or tuple (exact types): `[` items `]`. The list iterator re-reads the length
@@ -257,9 +245,7 @@ where
             self.value(&value)?;
             self.path.pop();
             if dict.len() != size {
-                return Err(PyRuntimeError::new_err(
-                    "dictionary changed size during iteration",
-                ));
+                return Err(errors::dict_changed());
             }
             self.maybe_flush()?;
         }
@@ -299,51 +285,33 @@ where
 
     #[inline(never)]
     fn bad_key(&self, key: &Bound<'py, PyAny>) -> PyErr {
-        let message = (|| -> PyResult<String> {
-            let at = self.path_text(self.path.len())?;
-            Ok(format!(
-                "Key {} at {at}: keys must be str, int, float, bool or None, not {}",
-                key.repr()?,
-                key.get_type().name()?
+        let error = (|| -> PyResult<PyErr> {
+            Ok(errors::bad_key(
+                key.repr()?.to_str()?,
+                key.get_type().name()?.to_str()?,
+                &self.path_text(self.path.len())?,
             ))
         })();
-        match message {
-            Ok(message) => PyTypeError::new_err(message),
-            Err(err) => err,
-        }
+        error.unwrap_or_else(|err| err)
     }
 
-    /// Writes what the Python walker converts `obj` to (a dict or list subclass, set,
+    /// Writes what the converter turns `obj` into (a dict or list subclass, set,
     /// datetime, Enum, dataclass, ...), or raises what it raises.
     #[inline(never)]
     fn convert(&mut self, obj: &Bound<'py, PyAny>) -> PyResult<()> {
         if self.converted > 0 {
-            // convert_subtree returns exact containers and JSON scalars only.
-            return Err(PyTypeError::new_err(format!(
-                "Value at {} of type '{}' cannot be persisted as plaintext JSON: the \
-                 conversion returned an unexpected type.",
-                self.path_text(self.path.len())?,
-                obj.get_type().name()?
-            )));
+            // The converter returns exact containers and JSON scalars only.
+            return Err(errors::unexpected_conversion(
+                obj.get_type().name()?.to_str()?,
+                &self.path_text(self.path.len())?,
+            ));
         }
         let path = self.path_list(self.path.len())?;
-        let converted =
-            self.conversion()?
-                .getattr("convert_subtree")?
-                .call1((path, self.ids.len(), obj))?;
+        let converted = self.convert.call1((path, self.nesting.depth(), obj))?;
         self.converted += 1;
         let result = self.value(&converted);
         self.converted -= 1;
         result
-    }
-
-    fn conversion(&mut self) -> PyResult<Bound<'py, PyModule>> {
-        if let Some(module) = &self.conversion {
-            return Ok(module.clone());
-        }
-        let module = self.py.import("jobpersist._conversion")?;
-        self.conversion = Some(module.clone());
-        Ok(module)
     }
 
     /// The first `len` steps of the path as the Python list the walker keeps.

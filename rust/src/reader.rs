@@ -8,11 +8,10 @@ use std::sync::Arc;
 
 use jobpersist_core::{decode_into, decoded_len, scan, Error, FileSource, ScanSource, SpanDecoder};
 use pyo3::buffer::PyBuffer;
-use pyo3::exceptions::{PyBufferError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyString};
+use pyo3::types::{PyBytes, PyMemoryView, PyString};
 
-use crate::errors::{to_pyerr, DecodeError};
+use crate::errors::{in_file, misuse, unusable_buffer};
 
 type Scanned<'py> = (Vec<Bound<'py, PyAny>>, Vec<(usize, usize)>);
 type ScannedRaw = (Vec<jobpersist_core::Entry>, Vec<Vec<u8>>);
@@ -32,24 +31,24 @@ pub struct NativeFileData {
 const IN_MEMORY_MAX: usize = 16 << 20;
 /// Reads below this size keep the GIL: releasing it costs more than they do.
 const DETACH_AT: usize = 64 * 1024;
+/// `readinto` decodes into a buffer of its own, this big at most, and copies each piece
+/// into the caller's buffer with the GIL held.
+const FILL_PIECE: usize = 256 << 10;
 
 type Source = dyn jobpersist_core::ReadAt + Send + Sync;
 
 impl NativeFileData {
     fn io_err(&self, op: &'static str, e: std::io::Error) -> PyErr {
-        to_pyerr(Error::Io {
+        self.named(Error::Io {
             op,
-            path: self.path.clone(),
+            path: PathBuf::new(),
             source: e,
         })
     }
 
     /// Core errors from reading this file name it.
     fn named(&self, err: Error) -> PyErr {
-        match err {
-            Error::Io { op, source, .. } => self.io_err(op, source),
-            other => to_pyerr(other),
-        }
+        in_file(err, &self.path, 0)
     }
 }
 
@@ -112,7 +111,7 @@ impl NativeFileData {
     /// A reader of the bytes the wrapped base64 in `[start, end)` encodes.
     fn value_reader(&self, start: usize, end: usize) -> PyResult<NativeValueReader> {
         if start > end || end > self.size {
-            return Err(PyValueError::new_err("span outside the file"));
+            return Err(misuse("span outside the file"));
         }
         Ok(NativeValueReader {
             decoder: SpanDecoder::new(
@@ -135,7 +134,7 @@ impl NativeFileData {
         let mut scratch = Vec::new();
         for (start, end) in spans {
             if start > end || end > self.size {
-                return Err(PyValueError::new_err("span outside the file"));
+                return Err(misuse("span outside the file"));
             }
             let raw: &[u8] = match &self.memory {
                 Some(memory) => &memory[start..end],
@@ -150,14 +149,7 @@ impl NativeFileData {
                     &scratch
                 }
             };
-            let bad = |e: Error| match e {
-                Error::Decode { offset, reason } => DecodeError::new_err(format!(
-                    "invalid base64 in {} at byte {} ({reason})",
-                    self.path.display(),
-                    start + offset
-                )),
-                other => to_pyerr(other),
-            };
+            let bad = |e: Error| in_file(e, &self.path, start);
             let len = decoded_len(raw).map_err(bad)?;
             values.push(PyBytes::new_with(py, len, |out| {
                 decode_into(raw, out).map_err(bad)
@@ -205,18 +197,34 @@ pub struct NativeValueReader {
 
 impl NativeValueReader {
     fn decode_err(&self, err: Error) -> PyErr {
-        match err {
-            Error::Decode { offset, reason } => DecodeError::new_err(format!(
-                "invalid base64 in {} at byte {offset} ({reason})",
-                self.path.display()
-            )),
-            Error::Io { op, source, .. } => to_pyerr(Error::Io {
-                op,
-                path: self.path.clone(),
-                source,
-            }),
-        }
+        // The decoder's offsets count from the start of the file.
+        in_file(err, &self.path, 0)
     }
+}
+
+/// The memory of `buffer` as writable, C-contiguous bytes, whatever its item type (a
+/// numpy float64 array too), as `io.FileIO.readinto` takes it. The view holds a buffer
+/// export for as long as it lives, so the memory can be neither resized nor released.
+fn writable_bytes(buffer: &Bound<'_, PyAny>) -> PyResult<PyBuffer<u8>> {
+    let view = match PyBuffer::<u8>::get(buffer) {
+        Ok(view) => view,
+        Err(_) => {
+            // Items other than unsigned bytes: the same memory, seen as bytes. Not a
+            // buffer at all: memoryview's own TypeError.
+            let items = PyMemoryView::from(buffer)?;
+            let bytes = items
+                .call_method1("cast", ("B",))
+                .map_err(|_| unusable_buffer("readinto() needs a contiguous buffer"))?;
+            PyBuffer::<u8>::get(&bytes)?
+        }
+    };
+    if view.readonly() {
+        return Err(unusable_buffer("readinto() needs a writable buffer"));
+    }
+    if !view.is_c_contiguous() {
+        return Err(unusable_buffer("readinto() needs a contiguous buffer"));
+    }
+    Ok(view)
 }
 
 #[pymethods]
@@ -249,30 +257,45 @@ impl NativeValueReader {
         Ok(PyBytes::new(py, &out))
     }
 
-    /// Fills the writable buffer `buffer`; returns how many bytes it got.
-    fn readinto(&mut self, py: Python<'_>, buffer: PyBuffer<u8>) -> PyResult<usize> {
-        if buffer.readonly() || !buffer.is_c_contiguous() {
-            return Err(PyBufferError::new_err(
-                "readinto() needs a writable contiguous buffer",
-            ));
+    /// Fills the writable buffer `buffer` (any writable C-contiguous buffer: bytearray,
+    /// memoryview, numpy array, ...); returns how many bytes it got, fewer only at the
+    /// end of the value.
+    ///
+    /// The caller's memory is never written without the GIL: while the GIL is released,
+    /// other Python threads may read or write that memory, so the value is decoded into
+    /// a buffer of this reader's own, then copied in with the GIL held, a piece at a time.
+    fn readinto(&mut self, py: Python<'_>, buffer: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let view = writable_bytes(buffer)?;
+        let cells = view
+            .as_mut_slice(py)
+            .ok_or_else(|| unusable_buffer("readinto() needs a writable contiguous buffer"))?;
+        let mut piece = vec![0u8; cells.len().min(FILL_PIECE)];
+        let mut filled = 0;
+        while filled < cells.len() {
+            let want = (cells.len() - filled).min(FILL_PIECE);
+            let out = &mut piece[..want];
+            let decoder = &mut self.decoder;
+            let got = if want < DETACH_AT {
+                decoder.read(out)
+            } else {
+                py.detach(|| decoder.read(out))
+            };
+            let n = got.map_err(|e| self.decode_err(e))?;
+            let target = &cells[filled..filled + n];
+            // SAFETY: `target` is `n` cells of the caller's buffer, borrowed from the view
+            // that holds the buffer export (the memory stays allocated and in place); a
+            // `Cell<u8>` is a `u8` in memory and may be written through a shared
+            // reference. The GIL is held, so no other Python code runs during the copy,
+            // and `piece` is this reader's own memory, so the two do not overlap.
+            unsafe {
+                std::ptr::copy_nonoverlapping(piece.as_ptr(), target.as_ptr() as *mut u8, n);
+            }
+            filled += n;
+            if n < want {
+                break; // the end of the value
+            }
         }
-        let len = buffer.len_bytes();
-        let ptr = buffer.buf_ptr() as usize;
-        let decoder = &mut self.decoder;
-        let mut work = || {
-            // SAFETY: `buffer` holds the export for the whole call, so the memory
-            // stays valid; it is contiguous and writable (checked above) and
-            // `len` bytes long. The unpickler that passes it allocated it for
-            // this read and touches it only after readinto returns.
-            let out = unsafe { std::slice::from_raw_parts_mut(ptr as *mut u8, len) };
-            decoder.read(out)
-        };
-        let result = if len < DETACH_AT {
-            work()
-        } else {
-            py.detach(work)
-        };
-        result.map_err(|e| self.decode_err(e))
+        Ok(filled)
     }
 
     /// Pickle protocols above 0 never read lines; `pickle.Unpickler` wants the method.
@@ -330,10 +353,14 @@ pub fn read_file(py: Python<'_>, path: PathBuf) -> PyResult<NativeFileData> {
             path,
             size,
         }),
-        Err(source) => Err(to_pyerr(Error::Io {
-            op: "open",
-            path,
-            source,
-        })),
+        Err(source) => Err(in_file(
+            Error::Io {
+                op: "open",
+                path: PathBuf::new(),
+                source,
+            },
+            &path,
+            0,
+        )),
     }
 }

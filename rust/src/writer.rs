@@ -4,11 +4,10 @@ use std::path::PathBuf;
 
 use jobpersist_core::{EnvelopeWriter, Options};
 use pyo3::buffer::PyBuffer;
-use pyo3::exceptions::{PyBufferError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
 
-use crate::errors::to_pyerr;
+use crate::errors::{misuse, to_pyerr, unusable_buffer};
 use crate::plaintext::escape;
 
 /// Writes below this size keep the GIL: releasing it costs more than they do.
@@ -28,7 +27,7 @@ impl NativeEnvelopeWriter {
     fn inner(&mut self) -> PyResult<&mut EnvelopeWriter> {
         self.inner
             .as_mut()
-            .ok_or_else(|| PyValueError::new_err("the writer is already committed or aborted"))
+            .ok_or_else(|| misuse("the writer is already committed or aborted"))
     }
 }
 
@@ -60,15 +59,17 @@ impl NativeEnvelopeWriter {
         py.detach(|| inner.write_raw(&out)).map_err(to_pyerr)
     }
 
-    /// Appends the JSON text the reference writes for `value` (under top-level `key`).
+    /// Appends the JSON text the reference writes for `value` (under top-level `key`);
+    /// `convert(path, depth, value)` converts what this module does not write itself.
     fn write_json(
         &mut self,
         py: Python<'_>,
         key: &Bound<'_, PyAny>,
         value: &Bound<'_, PyAny>,
+        convert: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
         let inner = self.inner()?;
-        crate::plaintext::encode(py, key, value, |chunk| {
+        crate::plaintext::encode(py, key, value, convert, |chunk| {
             py.detach(|| inner.write_raw(chunk)).map_err(to_pyerr)
         })
     }
@@ -76,9 +77,7 @@ impl NativeEnvelopeWriter {
     /// Opens a JSON string holding `base64.encodebytes` of what is written next.
     fn begin_b64(&mut self) -> PyResult<()> {
         if self.in_b64 {
-            return Err(PyValueError::new_err(
-                "begin_b64() inside an open base64 value",
-            ));
+            return Err(misuse("begin_b64() inside an open base64 value"));
         }
         self.inner()?.begin_b64_string().map_err(to_pyerr)?;
         self.in_b64 = true;
@@ -88,9 +87,7 @@ impl NativeEnvelopeWriter {
     /// Appends bytes to the open base64 value (the file protocol `pickle` uses).
     fn write(&mut self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<usize> {
         if !self.in_b64 {
-            return Err(PyValueError::new_err(
-                "write() outside begin_b64()/end_b64()",
-            ));
+            return Err(misuse("write() outside begin_b64()/end_b64()"));
         }
         let inner = self.inner()?;
         if let Ok(bytes) = data.cast::<PyBytes>() {
@@ -110,11 +107,11 @@ impl NativeEnvelopeWriter {
         // written without it. The copy stays in the cache; a whole `bytes(data)` would not.
         let buffer = PyBuffer::<u8>::get(data)?;
         if !buffer.is_c_contiguous() {
-            return Err(PyBufferError::new_err("write() needs a contiguous buffer"));
+            return Err(unusable_buffer("write() needs a contiguous buffer"));
         }
         let cells = buffer
             .as_slice(py)
-            .ok_or_else(|| PyBufferError::new_err("write() needs a byte buffer"))?;
+            .ok_or_else(|| unusable_buffer("write() needs a byte buffer"))?;
         let mut piece = Vec::with_capacity(COPY_PIECE.min(cells.len()));
         for chunk in cells.chunks(COPY_PIECE) {
             piece.clear();
@@ -132,7 +129,7 @@ impl NativeEnvelopeWriter {
     /// Closes the base64 value with its final line break.
     fn end_b64(&mut self) -> PyResult<()> {
         if !self.in_b64 {
-            return Err(PyValueError::new_err("end_b64() without begin_b64()"));
+            return Err(misuse("end_b64() without begin_b64()"));
         }
         self.in_b64 = false;
         self.inner()?.end_b64_string().map_err(to_pyerr)
@@ -143,7 +140,7 @@ impl NativeEnvelopeWriter {
         let inner = self
             .inner
             .take()
-            .ok_or_else(|| PyValueError::new_err("the writer is already committed or aborted"))?;
+            .ok_or_else(|| misuse("the writer is already committed or aborted"))?;
         py.detach(|| inner.commit()).map_err(to_pyerr)
     }
 
@@ -154,15 +151,17 @@ impl NativeEnvelopeWriter {
     }
 }
 
-/// The JSON text the reference writes for `value` (under top-level `key`).
+/// The JSON text the reference writes for `value` (under top-level `key`);
+/// `convert(path, depth, value)` converts what this module does not write itself.
 #[pyfunction]
 pub fn encode_json<'py>(
     py: Python<'py>,
     key: &Bound<'py, PyAny>,
     value: &Bound<'py, PyAny>,
+    convert: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let mut text = Vec::new();
-    crate::plaintext::encode(py, key, value, |chunk| {
+    crate::plaintext::encode(py, key, value, convert, |chunk| {
         text.extend_from_slice(chunk);
         Ok(())
     })?;

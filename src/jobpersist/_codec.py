@@ -7,9 +7,14 @@ Python) implement it with identical output; ``JOBPERSIST_BACKEND=native|python``
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any, Protocol
 
 Buffer = bytes | bytearray | memoryview
+#: ``convert(path, depth, value)``: what a plaintext encoder writes for a value it does not
+#: write itself (``jobpersist._conversion.convert_subtree``; passed in, so neither encoder
+#: looks the conversion up by name).
+Convert = Callable[[list[Any], int, Any], Any]
 
 
 class EnvelopeWriter(Protocol):
@@ -28,8 +33,9 @@ class EnvelopeWriter(Protocol):
     def write_str(self, value: str) -> None:
         """Appends ``value`` as a JSON string (``ensure_ascii`` escapes)."""
 
-    def write_json(self, key: Any, value: Any) -> None:
-        """Appends the JSON text the reference writes for ``value`` (under top-level ``key``).
+    def write_json(self, key: Any, value: Any, convert: Convert) -> None:
+        """Appends the JSON text the reference writes for ``value`` (under top-level ``key``),
+        converting what JSON cannot hold with ``convert``.
 
         Raises:
             TypeError: If the value has no JSON form (the message names its key path).
@@ -95,8 +101,9 @@ class Codec(Protocol):
     def DecodeError(self) -> type[ValueError]:
         """Raised by a value reader for input the strict decoder refuses."""
 
-    def encode_json(self, key: Any, value: Any) -> bytes:
-        """The JSON text the reference writes for ``value`` (under top-level ``key``)."""
+    def encode_json(self, key: Any, value: Any, convert: Convert) -> bytes:
+        """The JSON text the reference writes for ``value`` (under top-level ``key``),
+        converting what JSON cannot hold with ``convert``."""
 
     def open_writer(self, path: str, fsync: bool) -> EnvelopeWriter:
         """Starts an atomic write of ``path``."""

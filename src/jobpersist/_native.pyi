@@ -1,9 +1,18 @@
 """Type stubs for the compiled module ``jobpersist._native`` (rust/src/)."""
 
+from collections.abc import Callable
 from os import PathLike
 from typing import Any, final
 
+from _typeshed import WriteableBuffer
+
+# convert(path, depth, value): what a plaintext encoder writes for a value it does not write
+# itself (``jobpersist._conversion.convert_subtree``).
+_Convert = Callable[[list[Any], int, Any], Any]
+
 __all__ = [
+    "ENVELOPE_HEAD",
+    "MAX_DEPTH",
     "DecodeError",
     "EnvelopeWriter",
     "FileData",
@@ -12,6 +21,7 @@ __all__ = [
     "_disarm_faults",
     "base64_isa",
     "encode_json",
+    "envelope_tail",
     "open_writer",
     "read_file",
 ]
@@ -23,7 +33,7 @@ class EnvelopeWriter:
     def write_raw(self, data: bytes) -> None: ...
     def write_key(self, key: str, separator: bool = ...) -> None: ...
     def write_str(self, value: str) -> None: ...
-    def write_json(self, key: Any, value: Any) -> None: ...
+    def write_json(self, key: Any, value: Any, convert: _Convert) -> None: ...
     def begin_b64(self) -> None: ...
     def write(self, data: bytes | bytearray | memoryview) -> int: ...
     def end_b64(self) -> None: ...
@@ -38,7 +48,7 @@ class ValueReader:
     """A binary file over one value's decoded bytes, for ``pickle.Unpickler``."""
 
     def read(self, size: int = ...) -> bytes: ...
-    def readinto(self, buffer: bytearray | memoryview) -> int: ...
+    def readinto(self, buffer: WriteableBuffer) -> int: ...
     def readline(self, size: int = ...) -> bytes: ...
     def validate_rest(self) -> None: ...
 
@@ -53,7 +63,7 @@ class FileData:
     def __len__(self) -> int: ...
 
 def read_file(path: str | PathLike[str]) -> FileData: ...
-def encode_json(key: Any, value: Any) -> bytes: ...
+def encode_json(key: Any, value: Any, convert: _Convert) -> bytes: ...
 def open_writer(path: str | PathLike[str], fsync: bool) -> EnvelopeWriter: ...
 def base64_isa() -> str:
     """The instruction set of the base64 code on this machine: ``"avx2"``, ``"ssse3"``,
@@ -66,3 +76,11 @@ def _arm_faults(
 
 def _disarm_faults() -> tuple[list[str], str | None, int, int]:
     """Test hook: disarms; the operations seen, the one failed, EINTRs and short writes."""
+
+#: Containers allowed on one path of a plaintext value (``jobpersist._schema.MAX_DEPTH``).
+MAX_DEPTH: int
+#: The envelope text before the first key, as the core's scan expects it.
+ENVELOPE_HEAD: bytes
+
+def envelope_tail(label: str) -> bytes:
+    """The envelope text after the last value, for the format label ``label``."""

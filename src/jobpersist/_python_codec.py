@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 
 from jobpersist._atomic import AtomicFile
-from jobpersist._conversion import to_json_text
+from jobpersist._conversion import Convert, to_json_text
 from jobpersist._schema import HEAD, tail
 from jobpersist.serialization import strict_b64decode
 
@@ -89,8 +89,8 @@ class PyEnvelopeWriter:
         self._out += encode_basestring_ascii(value).encode("ascii")
         self._flush_if_full()
 
-    def write_json(self, key: Any, value: Any) -> None:
-        self._out += to_json_text(key, value)
+    def write_json(self, key: Any, value: Any, convert: Convert) -> None:
+        self._out += to_json_text(key, value, convert)
         self._flush_if_full()
 
     def begin_b64(self) -> None:
@@ -164,9 +164,9 @@ class PyEnvelopeWriter:
         self._file.abort()
 
 
-def encode_json(key: Any, value: Any) -> bytes:
+def encode_json(key: Any, value: Any, convert: Convert) -> bytes:
     """The JSON text the reference writes for ``value`` (under top-level ``key``)."""
-    return to_json_text(key, value)
+    return to_json_text(key, value, convert)
 
 
 def open_writer(path: str, fsync: bool) -> PyEnvelopeWriter:

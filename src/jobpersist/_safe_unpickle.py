@@ -443,6 +443,7 @@ _SEQUENCES = frozenset({list, tuple, set, frozenset, collections.deque})
 _MAPPINGS = frozenset({dict, collections.OrderedDict, collections.Counter})
 _CONTAINERS = _SEQUENCES | _MAPPINGS
 _INTERNAL_SET = frozenset(_INTERNAL)
+_NESTED = _CONTAINERS | _INTERNAL_SET
 
 
 def _check_result(value: Any) -> None:
@@ -465,6 +466,8 @@ def _check_result(value: Any) -> None:
         seen.add(id(item))
         depth += 1
         items = (*item.keys(), *item.values()) if cls in _MAPPINGS else item
+        if _NESTED.isdisjoint(map(type, items)):
+            continue  # only leaves (the common case: numbers, strings, arrays), at C speed
         todo += [(x, depth) for x in items if x.__class__ in containers or x.__class__ in internal]
 
 
@@ -535,6 +538,10 @@ def _interpret(data: bytes, source: _Source) -> Any:
     end = len(data)
     named = False  # any global resolved: the result is checked for internal objects
     pending = _PENDING
+    if end >= 2 and data[0] == 0x80:  # PROTO, then usually FRAME: what every pickle opens with
+        if data[1] > pickle.HIGHEST_PROTOCOL:
+            raise _Malformed(f"unsupported pickle protocol: {data[1]}")
+        pos = 11 if end >= 11 and data[2] == 0x95 else 2
     while True:
         if pos >= end:
             data = source.more(data, pos, 1)
@@ -555,98 +562,40 @@ def _interpret(data: bytes, source: _Source) -> Any:
             if pos + n > end:
                 data = source.more(data, pos, n)
                 pos, end = 0, len(data)
-            push(data[pos + 1 : pos + n].decode("utf-8", "surrogatepass"))
+            value = data[pos + 1 : pos + n].decode("utf-8", "surrogatepass")
+            push(value)
             pos += n
+            if pos < end and data[pos] == 0x94:  # MEMOIZE, as the pickler writes after it
+                memo[len(memo)] = value
+                pos += 1
         elif op == 0x4B:  # BININT1
             if pos >= end:
                 data = source.more(data, pos, 1)
                 pos, end = 0, len(data)
-            push(data[pos])
-            pos += 1
+            if pos + 3 < end and data[pos + 1] == 0x4B:
+                pos = _run(data, pos, end, 0x4B, stack)
+            else:
+                push(data[pos])
+                pos += 1
         elif op == 0x47:  # BINFLOAT
             if pos + 8 > end:
                 data = source.more(data, pos, 8)
                 pos, end = 0, len(data)
-            push(_unpack_d(data, pos)[0])
-            pos += 8
-        elif op == 0x87:  # TUPLE3
-            c = pop()
-            b = pop()
-            stack[-1] = (stack[-1], b, c)
-        elif op == 0x86:  # TUPLE2
-            b = pop()
-            stack[-1] = (stack[-1], b)
-        elif op == 0x85:  # TUPLE1
-            stack[-1] = (stack[-1],)
+            if pos + 17 < end and data[pos + 8] == 0x47:
+                pos = _run(data, pos, end, 0x47, stack)
+            else:
+                push(_unpack_d(data, pos)[0])
+                pos += 8
         elif op == 0x28:  # MARK
             if len(marks) >= MAX_MARKS:
                 raise _Refusal(f"it nests more than {MAX_MARKS} marks")
             marks.append(len(stack))
-        elif op == 0x4A:  # BININT
-            if pos + 4 > end:
-                data = source.more(data, pos, 4)
-                pos, end = 0, len(data)
-            push(_unpack_i(data, pos)[0])
-            pos += 4
-        elif op == 0x4D:  # BININT2
-            if pos + 2 > end:
-                data = source.more(data, pos, 2)
-                pos, end = 0, len(data)
-            push(_unpack_H(data, pos)[0])
-            pos += 2
-        elif op == 0x95:  # FRAME: a hint for buffering; the opcodes follow as usual
-            if pos + 8 > end:
-                data = source.more(data, pos, 8)
-                pos, end = 0, len(data)
-            pos += 8
-        elif op == 0x2E:  # STOP
-            value = pop()
-            if named or source.limit > MAX_DEPTH:
-                _check_result(value)  # fewer bytes cannot nest deeper than MAX_DEPTH
-            return value
-        elif op == 0x4E:  # NONE
-            push(None)
-        elif op == 0x88:  # NEWTRUE
-            push(True)
-        elif op == 0x89:  # NEWFALSE
-            push(False)
-        elif op == 0x29:  # EMPTY_TUPLE
-            push(())
         elif op == 0x5D:  # EMPTY_LIST
-            push([])
-        elif op == 0x7D:  # EMPTY_DICT
-            push({})
-        elif op in (0x71, 0x72):  # BINPUT, LONG_BINPUT
-            if op == 0x71:
-                if pos >= end:
-                    data = source.more(data, pos, 1)
-                    pos, end = 0, len(data)
-                key = data[pos]
+            value = []
+            push(value)
+            if pos < end and data[pos] == 0x94:  # MEMOIZE
+                memo[len(memo)] = value
                 pos += 1
-            else:
-                if pos + 4 > end:
-                    data = source.more(data, pos, 4)
-                    pos, end = 0, len(data)
-                key = _unpack_I(data, pos)[0]
-                pos += 4
-            value = stack[-1]
-            memo[key] = value
-            if value.__class__ in pending:
-                value.keys.append(key)
-        elif op in (0x68, 0x6A):  # BINGET, LONG_BINGET
-            if op == 0x68:
-                if pos >= end:
-                    data = source.more(data, pos, 1)
-                    pos, end = 0, len(data)
-                key = data[pos]
-                pos += 1
-            else:
-                if pos + 4 > end:
-                    data = source.more(data, pos, 4)
-                    pos, end = 0, len(data)
-                key = _unpack_I(data, pos)[0]
-                pos += 4
-            push(memo[key])
         elif op in (0x65, 0x61):  # APPENDS, APPEND
             if op == 0x65:
                 k = marks.pop()
@@ -659,6 +608,48 @@ def _interpret(data: bytes, source: _Source) -> Any:
                 target.extend(items)
             else:
                 raise _Refusal(f"it appends to {_describe(target)}")
+        elif op == 0x4E:  # NONE
+            push(None)
+        elif op == 0x88:  # NEWTRUE
+            push(True)
+        elif op == 0x89:  # NEWFALSE
+            push(False)
+        elif op == 0x87:  # TUPLE3
+            c = pop()
+            b = pop()
+            value = stack[-1] = (stack[-1], b, c)
+            if pos < end and data[pos] == 0x94:  # MEMOIZE
+                memo[len(memo)] = value
+                pos += 1
+        elif op == 0x86:  # TUPLE2
+            b = pop()
+            stack[-1] = (stack[-1], b)
+        elif op == 0x85:  # TUPLE1
+            stack[-1] = (stack[-1],)
+        elif op == 0x4A:  # BININT
+            if pos + 4 > end:
+                data = source.more(data, pos, 4)
+                pos, end = 0, len(data)
+            if pos + 9 < end and data[pos + 4] == 0x4A:
+                pos = _run(data, pos, end, 0x4A, stack)
+            else:
+                push(_unpack_i(data, pos)[0])
+                pos += 4
+        elif op == 0x4D:  # BININT2
+            if pos + 2 > end:
+                data = source.more(data, pos, 2)
+                pos, end = 0, len(data)
+            if pos + 5 < end and data[pos + 2] == 0x4D:
+                pos = _run(data, pos, end, 0x4D, stack)
+            else:
+                push(_unpack_H(data, pos)[0])
+                pos += 2
+        elif op == 0x7D:  # EMPTY_DICT
+            value = {}
+            push(value)
+            if pos < end and data[pos] == 0x94:  # MEMOIZE
+                memo[len(memo)] = value
+                pos += 1
         elif op in (0x75, 0x73):  # SETITEMS, SETITEM
             if op == 0x75:
                 k = marks.pop()
@@ -676,6 +667,49 @@ def _interpret(data: bytes, source: _Source) -> Any:
                     target[items[i]] = items[i + 1]
             else:
                 raise _Refusal(f"it sets items of {_describe(target)}")
+        elif op == 0x29:  # EMPTY_TUPLE
+            push(())
+        elif op in (0x68, 0x6A):  # BINGET, LONG_BINGET
+            if op == 0x68:
+                if pos >= end:
+                    data = source.more(data, pos, 1)
+                    pos, end = 0, len(data)
+                key = data[pos]
+                pos += 1
+            else:
+                if pos + 4 > end:
+                    data = source.more(data, pos, 4)
+                    pos, end = 0, len(data)
+                key = _unpack_I(data, pos)[0]
+                pos += 4
+            push(memo[key])
+        elif op == 0x2E:  # STOP
+            value = pop()
+            if named or source.limit > MAX_DEPTH:
+                _check_result(value)  # fewer bytes cannot nest deeper than MAX_DEPTH
+            return value
+        elif op == 0x95:  # FRAME: a hint for buffering; the opcodes follow as usual
+            if pos + 8 > end:
+                data = source.more(data, pos, 8)
+                pos, end = 0, len(data)
+            pos += 8
+        elif op in (0x71, 0x72):  # BINPUT, LONG_BINPUT
+            if op == 0x71:
+                if pos >= end:
+                    data = source.more(data, pos, 1)
+                    pos, end = 0, len(data)
+                key = data[pos]
+                pos += 1
+            else:
+                if pos + 4 > end:
+                    data = source.more(data, pos, 4)
+                    pos, end = 0, len(data)
+                key = _unpack_I(data, pos)[0]
+                pos += 4
+            value = stack[-1]
+            memo[key] = value
+            if value.__class__ in pending:
+                value.keys.append(key)
         elif op in (0x58, 0x8D, 0x42, 0x43, 0x8E, 0x96, 0x54, 0x55):
             # BINUNICODE, BINUNICODE8, BINBYTES, SHORT_BINBYTES, BINBYTES8, BYTEARRAY8,
             # BINSTRING, SHORT_BINSTRING: a length, then that many bytes.
@@ -863,6 +897,30 @@ def _interpret(data: bytes, source: _Source) -> Any:
             raise _Refusal(f"it uses the opcode {_REFUSED_OPCODES[op]}, which safe mode refuses")
         else:
             raise _Malformed(f"invalid load key, {bytes([op])!r}")
+
+
+# Runs of one fixed-size number opcode (lists of floats or ints, as APPENDS batches write
+# them) are decoded by one struct call: opcode byte -> (argument format, stride).
+_RUNS = {0x47: (">", "d", 9), 0x4A: ("<", "i", 5), 0x4B: ("<", "B", 2), 0x4D: ("<", "H", 3)}
+_RUN_MAX = 1024  # opcodes per call (pickle's batches hold 1000)
+_run_structs: dict[tuple[int, int], struct.Struct] = {}
+
+
+def _run(data: bytes, pos: int, end: int, op: int, stack: list[Any]) -> int:
+    """Pushes the numbers of the run of ``op`` opcodes whose first argument is at ``pos``
+    (the run ends where another opcode, or the buffer in hand, does); returns the position
+    after the run's last argument."""
+    order, code, stride = _RUNS[op]
+    first = pos + stride - 1  # the second opcode of the run
+    more = min(_RUN_MAX, (end - first) // stride)  # opcodes whose argument is in hand
+    ops = data[first : first + stride * more : stride]
+    count = 1 + len(ops) - len(ops.lstrip(bytes([op])))
+    unpack = _run_structs.get((op, count))
+    if unpack is None:
+        unpack = struct.Struct(order + code + ("x" + code) * (count - 1))
+        _run_structs[(op, count)] = unpack
+    stack.extend(unpack.unpack_from(data, pos))
+    return pos + stride * count - 1
 
 
 def _direct_target(stack: list[Any], marks: list[int], n: int) -> _PendingArray | None:

@@ -40,7 +40,7 @@ from typing import Any
 
 from jobpersist import _codec
 from jobpersist._atomic import fsync_enabled
-from jobpersist._conversion import coerce_keys
+from jobpersist._conversion import coerce_keys, convert_subtree
 from jobpersist._envelope import PreEncodedJson, PrePickled, write_envelope
 from jobpersist._environment import results_path
 from jobpersist._format import (
@@ -401,7 +401,7 @@ def _snapshot(data: dict[str, Any], data_format: Format) -> tuple[list[tuple[str
     else:
         encode = _codec.CODEC.encode_json
         for key, value in data.items():
-            text = encode(key, value)
+            text = encode(key, value, convert_subtree)
             size += len(text)
             entries.append((key, PreEncodedJson(text)))
     return entries, size

@@ -14,7 +14,19 @@ use crate::error::{Error, Result};
 
 /// The envelope text before the first key.
 pub const HEAD: &[u8] = br#"{"braketSchemaHeader": {"name": "braket.jobs_data.persisted_job_data", "version": "1"}, "dataDictionary": {"#;
+/// The envelope text after the last value, before the format label.
+const TAIL_BEFORE_LABEL: &[u8] = br#"}, "dataFormat": "#;
+/// The end of a pickled envelope (`tail("pickled_v4")`): the only one the scan accepts.
 const TAIL: &[u8] = br#"}, "dataFormat": "pickled_v4"}"#;
+
+/// The envelope text after the last value, for the format label `label`
+/// (escaped as `json.dumps` escapes it).
+pub fn tail(label: &str) -> Vec<u8> {
+    let mut out = TAIL_BEFORE_LABEL.to_vec();
+    crate::json_escape::escape_str(label, &mut out);
+    out.push(b'}');
+    out
+}
 
 /// Where one entry's key and value stand in the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -225,6 +237,15 @@ fn finish(src: &mut impl ScanSource, mut pos: usize) -> Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tail_of_the_pickled_label_is_what_the_scan_accepts() {
+        assert_eq!(tail("pickled_v4"), TAIL);
+        assert_eq!(
+            tail("plain\"text\u{e9}"),
+            br#"}, "dataFormat": "plain\"text\u00e9"}"#
+        );
+    }
 
     fn envelope(body: &str) -> Vec<u8> {
         let mut v = HEAD.to_vec();

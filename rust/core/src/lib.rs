@@ -3,7 +3,8 @@
 //! Everything the Python extension needs to write and read Braket job
 //! checkpoint envelopes byte-for-byte like the reference implementation:
 //! line-wrapped base64 (`base64.encodebytes`), `json.dumps`-compatible string
-//! escaping, and atomic, durable file replacement.
+//! escaping, and atomic, durable file replacement; and the fixed texts and
+//! limits both backends share (the envelope's head and tail, `MAX_DEPTH`).
 
 #![warn(missing_docs)]
 
@@ -18,6 +19,7 @@ pub mod fault;
 mod float_repr;
 mod int_format;
 mod json_escape;
+mod nesting;
 mod simd_isa;
 #[cfg(test)]
 mod test_support;
@@ -26,10 +28,11 @@ pub use atomic_file::{AtomicFile, Options};
 pub use base64_decode::{decode, decode_into, decoded_len};
 pub use base64_lines::{LineEncoder, LINE_CHARS, LINE_INPUT_BYTES};
 pub use base64_stream::{ReadAt, SpanDecoder};
-pub use envelope_scan::{scan, scan_pickled, Entry, FileSource, ScanSource, HEAD};
+pub use envelope_scan::{scan, scan_pickled, tail, Entry, FileSource, ScanSource, HEAD};
 pub use envelope_writer::EnvelopeWriter;
 pub use error::{Error, Result};
 pub use float_repr::{write_float_repr, write_json_float};
 pub use int_format::write_i64;
 pub use json_escape::{escape_code_points, escape_str};
+pub use nesting::{Nesting, NestingError, MAX_DEPTH};
 pub use simd_isa::base64_isa;
