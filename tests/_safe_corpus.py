@@ -12,7 +12,21 @@ Shared by the tests and by the audit-hook subprocess, so it imports nothing heav
 
 from __future__ import annotations
 
+import io
 import struct
+from typing import Any
+
+
+class Trickle(io.BytesIO):
+    """A reader that hands out at most a few bytes per call: every opcode and argument
+    boundary of the stream path gets crossed."""
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        return super().read(min(size, 7) if size is not None and size >= 0 else 7)
+
+    def readinto(self, buffer: Any, /) -> int:
+        return super().readinto(memoryview(buffer)[:13])
+
 
 PROTO = b"\x80\x04"
 

@@ -5,7 +5,6 @@ as an audit hook proves; mutated valid pickles let only the documented exception
 from __future__ import annotations
 
 import base64
-import io
 import json
 import pickle
 import subprocess
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _safe_corpus import CORPUS, LOADABLE, REFUSED
+from _safe_corpus import CORPUS, LOADABLE, REFUSED, Trickle
 from conftest import JobEnv, child_env, pennylane_available
 from hypothesis import given
 from hypothesis import strategies as st
@@ -62,7 +61,7 @@ def test_corpus_refused(name: str) -> None:
     if name not in LOADABLE:
         expected = UnsafePickleError if name in REFUSED else pickle.UnpicklingError
         with pytest.raises(expected):
-            safe_load_stream("weights", io.BytesIO(data), len(data))
+            safe_load_stream("weights", Trickle(data), len(data))
     # Through the API every failure is a ValueError naming the key.
     if name not in LOADABLE:
         with pytest.raises(ValueError, match="'weights'"):
@@ -218,7 +217,7 @@ def test_fuzz_stream_only_documented_exceptions(
         data[at % len(data)] = byte
     data = data[: max(1, cut % (len(data) + 1))] if cut % 3 == 0 else data
     try:
-        safe_load_stream("k", io.BytesIO(bytes(data)), len(data))
+        safe_load_stream("k", Trickle(bytes(data)), len(data))
     except pickle.UnpicklingError:
         pass  # UnsafePickleError is one too
 

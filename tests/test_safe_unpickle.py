@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _safe_corpus import Trickle
 from conftest import JobEnv, canon, environ, pennylane_available
 from hypothesis import given
 from hypothesis import strategies as st
@@ -28,17 +29,6 @@ F = jobpersist.PersistedJobDataFormat
 FIXTURES = Path(__file__).parent / "fixtures" / "safe"
 CODES = ["b1", "i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "f2", "f4", "f8", "f16"]
 CODES += ["c8", "c16", "c32"]
-
-
-class Trickle(io.BytesIO):
-    """A reader that hands out at most a few bytes per call: every opcode and argument
-    boundary of the stream path gets crossed."""
-
-    def read(self, size: int | None = -1, /) -> bytes:
-        return super().read(min(size, 7) if size is not None and size >= 0 else 7)
-
-    def readinto(self, buffer: Any, /) -> int:
-        return super().readinto(memoryview(buffer)[:13])
 
 
 def same_as_pickle(value: Any, protocol: int = 4) -> Any:
