@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import copyreg
 import functools
+import mmap
 import pickle
 import sys
 from collections.abc import Callable, Iterator
@@ -190,6 +191,7 @@ class PickleStream:
         flags = ndarray.flags.__get__(obj)
         fortran = flags.f_contiguous and not flags.c_contiguous
         placeholder = bytes(ndarray.nbytes.__get__(obj))
+        _release(self._np, placeholder)
         state = reduced[2]
         self._pending[id(placeholder)] = (placeholder, ndarray.view(obj, ndarray))
         if not self.redirected:
@@ -263,6 +265,41 @@ def _reduce_extra(cls: type, ndarray: type) -> int | None:
         ):
             return extra
     return None
+
+
+@functools.cache
+def _madvise() -> Callable[[int, int, int], int] | None:
+    """libc's ``madvise``, where there is one."""
+    if not hasattr(mmap, "MADV_DONTNEED"):
+        return None
+    try:
+        import ctypes
+
+        function = ctypes.CDLL(None, use_errno=True).madvise
+    except (ImportError, OSError, AttributeError):
+        return None
+    function.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    function.restype = ctypes.c_int
+    return function
+
+
+def _release(np: Any, placeholder: bytes) -> None:
+    """Gives the placeholder's pages back to the system (they read as zeros again).
+
+    ``bytes(n)`` is calloc'd, but below glibc's mmap threshold (raised up to 32 MiB by
+    every large block freed) calloc takes memory the process already used, and zeroes it:
+    resident, and the pickler's memo keeps the placeholder until the value is done. A value
+    holding 256 arrays of 1 MiB would then hold 256 MiB of zeros.
+    """
+    madvise = _madvise()
+    if madvise is None:
+        return
+    start = np.frombuffer(placeholder, dtype=np.uint8).__array_interface__["data"][0]
+    first = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE
+    end = (start + len(placeholder)) // mmap.PAGESIZE * mmap.PAGESIZE
+    if end > first:
+        # Only whole pages inside the placeholder's data: nothing else lives there.
+        madvise(first, end - first, mmap.MADV_DONTNEED)
 
 
 def _point(target: functools.partial[Any], write: Callable[[Any], Any]) -> None:
