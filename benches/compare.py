@@ -9,6 +9,7 @@ a target of the issues is missed. One target holds for every case: the pure-Pyth
     python benches/compare.py              # the full comparison (a few minutes)
     python benches/compare.py --quick      # fewer rounds, no 1 GiB case
     python benches/compare.py --json out.json
+    python benches/compare.py --cases nested list tensor   # some cases only
 """
 
 from __future__ import annotations
@@ -29,6 +30,12 @@ from typing import Any
 
 MiB = 1 << 20
 IMPLS = ("reference", "native", "python")
+# Cases whose payload size is a parameter (the label shows it).
+SIZED = ("array", "nested", "list", "tensor")
+# What --cases may select; "array" is the 256 MiB top-level array (the others' yardstick),
+# "sizes" the top-level array at the other sizes.
+CASES = ("array", "sizes", "small10k", "floats2m", "nested100k", "nested", "list", "tensor",
+         "arrays20k")  # fmt: skip
 
 
 # ---------------------------------------------------------------- worker side
@@ -38,6 +45,17 @@ def _payload(case: str, size: int) -> dict[str, Any]:
     rng = np.random.default_rng(1234)
     if case == "array":
         return {"weights": rng.random(size // 8)}
+    # Issue 12: arrays nested in a value stream as a top-level one does.
+    if case == "nested":
+        return {"state": {f"w{i}": rng.random(size // 32) for i in range(4)}}
+    if case == "list":
+        return {"params": [rng.random(MiB // 8) for _ in range(size // MiB)]}
+    if case == "tensor":
+        from pennylane import numpy as pnp
+
+        return {"params": pnp.tensor(rng.random(size // 8), requires_grad=True)}
+    if case == "arrays20k":
+        return {"params": [rng.random(128) for _ in range(20_000)]}
     if case == "small10k":
         return {f"key{i}": (i, i / 3, f"value {i}") for i in range(10_000)}
     if case == "floats2m":
@@ -244,7 +262,7 @@ def _fmt_size(nbytes: float) -> str:
 def compare(case: str, size: int, rounds: int, impls: tuple[str, ...], report: Report) -> dict:
     results = measure_all(impls, case, size, rounds)
     digests = {r["digest"] for r in results.values()}
-    label = f"{case} {_fmt_size(size)}" if case == "array" else case
+    label = f"{case} {_fmt_size(size)}" if case in SIZED else case
     ref = results.get("reference")
     print(f"\n{label} ({_format(case)}), median of {rounds} rounds, fsync off")
     print(
@@ -286,50 +304,99 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="fewer rounds, skip 1 GiB")
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--json", help="also write the figures to this JSON file")
+    parser.add_argument(
+        "--cases",
+        nargs="+",
+        choices=CASES,
+        default=list(CASES),
+        help="run these cases only (the nested shapes bring the 256 MiB array along)",
+    )
     args = parser.parse_args()
     rounds = args.rounds or (2 if args.quick else 5)
+    cases = set(args.cases)
     report = Report()
-
-    big = compare("array", 256 * MiB, rounds, IMPLS, report)
-    ref, nat, py = big["reference"], big["native"], big["python"]
     payload = 256 * MiB
-    report.check("256 MiB save: reference / native", ref["save_s"] / nat["save_s"], 15, True)
-    report.check("256 MiB save: python / native", py["save_s"] / nat["save_s"], 3, True)
-    report.check("256 MiB save: native / floor", nat["save_s"] / nat["floor_save_s"], 1.5, False)
-    report.check("256 MiB load: reference / native", ref["load_s"] / nat["load_s"], 5, True)
-    report.check("256 MiB load: native / floor", nat["load_s"] / nat["floor_load_s"], 2, False)
-    report.check("256 MiB save: native peak / payload", nat["save_peak"] / payload, 1.3, False)
-    report.check("256 MiB load: native peak / payload", nat["load_peak"] / payload, 2.2, False)
 
-    fsync_on = measure("native", "array", 256 * MiB, rounds, fsync=True)
-    print(f"\n256 MiB native save with fsync on: {fsync_on['save_s']:.3f} s")
-    report.data["array 256 MiB fsync"] = fsync_on
+    big = None
+    if cases & {"array", "nested", "list", "tensor"}:
+        big = compare("array", payload, rounds, IMPLS, report)
+        ref, nat, py = big["reference"], big["native"], big["python"]
+        report.check("256 MiB save: reference / native", ref["save_s"] / nat["save_s"], 15, True)
+        report.check("256 MiB save: python / native", py["save_s"] / nat["save_s"], 3, True)
+        report.check(
+            "256 MiB save: native / floor", nat["save_s"] / nat["floor_save_s"], 1.5, False
+        )
+        report.check("256 MiB load: reference / native", ref["load_s"] / nat["load_s"], 5, True)
+        report.check("256 MiB load: native / floor", nat["load_s"] / nat["floor_load_s"], 2, False)
+        report.check("256 MiB save: native peak / payload", nat["save_peak"] / payload, 1.3, False)
+        report.check("256 MiB load: native peak / payload", nat["load_peak"] / payload, 2.2, False)
 
-    sizes = [1 * MiB, 16 * MiB] + ([] if args.quick else [1024 * MiB])
-    for size in sizes:
-        few = rounds if size < 1024 * MiB else max(1, rounds // 2)
-        compare("array", size, few, IMPLS, report)
+    if "array" in cases:
+        fsync_on = measure("native", "array", payload, rounds, fsync=True)
+        print(f"\n256 MiB native save with fsync on: {fsync_on['save_s']:.3f} s")
+        report.data["array 256 MiB fsync"] = fsync_on
 
-    small = compare("small10k", 0, rounds, IMPLS, report)
-    report.check(
-        "10,000 small values save: reference / native",
-        small["reference"]["save_s"] / small["native"]["save_s"],
-        5,
-        True,
-    )
+    if "sizes" in cases:
+        sizes = [1 * MiB, 16 * MiB] + ([] if args.quick else [1024 * MiB])
+        for size in sizes:
+            few = rounds if size < 1024 * MiB else max(1, rounds // 2)
+            compare("array", size, few, IMPLS, report)
 
-    floats = compare("floats2m", 0, rounds, IMPLS, report)
-    fr, fn, fp = floats["reference"], floats["native"], floats["python"]
-    report.check("2M floats save: reference / native", fr["save_s"] / fn["save_s"], 15, True)
-    report.check("2M floats save: python / native", fp["save_s"] / fn["save_s"], 5, True)
-    report.check("2M floats load: reference / native", fr["load_s"] / fn["load_s"], 1.3, True)
-    nested = compare("nested100k", 0, rounds, IMPLS, report)
-    report.check(
-        "nested 100k save: reference / native",
-        nested["reference"]["save_s"] / nested["native"]["save_s"],
-        10,
-        True,
-    )
+    # Issue 12: 256 MiB nested in a dict, split in a list, held by a PennyLane tensor.
+    for case, what in (
+        ("nested", "4 x 64 MiB in a nested dict"),
+        ("list", "256 x 1 MiB in a list"),
+        ("tensor", "a PennyLane tensor"),
+    ):
+        if case not in cases:
+            continue
+        assert big is not None
+        shape = compare(case, payload, rounds, IMPLS, report)
+        nat, top = shape["native"], big["native"]
+        report.check(
+            f"{what} save: reference / native",
+            shape["reference"]["save_s"] / nat["save_s"],
+            15,
+            True,
+        )
+        report.check(
+            f"{what} save: native / top-level array native",
+            nat["save_s"] / top["save_s"],
+            1.3,
+            False,
+        )
+        report.check(f"{what} save: native peak / payload", nat["save_peak"] / payload, 0.1, False)
+        py = shape["python"]
+        report.check(f"{what} save: python peak / payload", py["save_peak"] / payload, 0.1, False)
+
+    if "arrays20k" in cases:
+        # 20,000 arrays of 128 floats: a hook per array must not slow small arrays down.
+        many = compare("arrays20k", 0, rounds, IMPLS, report)
+        print(f"  20,000 small arrays, native save: {many['native']['save_s']:.3f} s")
+
+    if "small10k" in cases:
+        small = compare("small10k", 0, rounds, IMPLS, report)
+        report.check(
+            "10,000 small values save: reference / native",
+            small["reference"]["save_s"] / small["native"]["save_s"],
+            5,
+            True,
+        )
+
+    if "floats2m" in cases:
+        floats = compare("floats2m", 0, rounds, IMPLS, report)
+        fr, fn, fp = floats["reference"], floats["native"], floats["python"]
+        report.check("2M floats save: reference / native", fr["save_s"] / fn["save_s"], 15, True)
+        report.check("2M floats save: python / native", fp["save_s"] / fn["save_s"], 5, True)
+        report.check("2M floats load: reference / native", fr["load_s"] / fn["load_s"], 1.3, True)
+    if "nested100k" in cases:
+        nested = compare("nested100k", 0, rounds, IMPLS, report)
+        report.check(
+            "nested 100k save: reference / native",
+            nested["reference"]["save_s"] / nested["native"]["save_s"],
+            10,
+            True,
+        )
 
     for check in report.fallback:
         report.check(*check)
