@@ -488,3 +488,34 @@ def test_int_string_conversion_limit(twin: Twin, fmt: str) -> None:
         twin.step(save_result({"v": value}, fmt))
     twin.step(save_checkpoint({10**5000: 1}, fmt))
     twin.step(load_checkpoint())
+
+
+# --------------------------------------------------------------------------------------------
+# The harness itself: a broken step fails, even when it fails alike on both sides
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "broken",
+    [
+        lambda api: api.save_job_checkpoint({"a": 1}, no_such_argument=1),  # TypeError
+        lambda api: api.no_such_function(),  # AttributeError
+        lambda api: {}["missing"],  # KeyError
+        lambda api: api.save_job_checkpoint({"a": 1}) + 1,  # TypeError after a good call
+    ],
+    ids=["signature", "attribute", "key", "after-call"],
+)
+def test_a_step_broken_alike_on_both_sides_fails(twin: Twin, broken: Any) -> None:
+    with pytest.raises(AssertionError, match=r"outside|no documented counterpart"):
+        twin.step(broken)
+
+
+def test_undocumented_reference_errors_have_no_counterpart() -> None:
+    from conftest import expected_error_class
+
+    for error in (KeyError("k"), AttributeError("a"), NotADirectoryError(20, "x")):
+        if isinstance(error, OSError):
+            assert expected_error_class(error) is OSError
+            continue
+        with pytest.raises(AssertionError, match="no documented counterpart"):
+            expected_error_class(error)
+    assert expected_error_class(RecursionError()) is ValueError
+    assert expected_error_class(UnicodeDecodeError("utf-8", b"\xff", 0, 1, "bad")) is ValueError
