@@ -112,6 +112,7 @@ def test_buffer_resized_by_another_thread(backend: str, job_env: JobEnv, payload
     r, expected = reader(job_env, payload)
     buf = bytearray(len(expected) - 10)
     done = threading.Event()
+    running = threading.Event()
     outcomes: list[str] = []
 
     def resize() -> None:
@@ -122,9 +123,11 @@ def test_buffer_resized_by_another_thread(backend: str, job_env: JobEnv, payload
                 outcomes.append("resized")
             except BufferError:
                 outcomes.append("refused")
+            running.set()
 
     thread = threading.Thread(target=resize)
     thread.start()
+    assert running.wait(30), "the resizing thread never ran"
     try:
         n = r.readinto(buf)
     finally:
@@ -132,7 +135,6 @@ def test_buffer_resized_by_another_thread(backend: str, job_env: JobEnv, payload
         thread.join()
     assert n >= len(expected) - 10  # the length the call saw, filled
     assert buf[:n] == expected[:n]
-    assert outcomes, "the resizing thread never ran"
 
 
 def test_unpickling_through_readinto(backend: str, job_env: JobEnv) -> None:
