@@ -95,12 +95,29 @@ def check_manylinux(wheel: Path) -> None:
     print(f"auditwheel: {wheel.name} is {MANYLINUX}_x86_64")
 
 
+def cargo_version() -> str:
+    """The project's version, from its one home: Cargo.toml's ``[workspace.package]``."""
+    text = (ROOT / "Cargo.toml").read_text()
+    match = re.search(
+        r'^\[workspace\.package\]\n(?:[^\[\n].*\n|\n)*?version = "([^"]+)"', text, re.M
+    )
+    if match is None:
+        raise SystemExit("Cargo.toml: no version in [workspace.package]")
+    return match.group(1)
+
+
 def pure_pyproject() -> str:
     """Our pyproject.toml with setuptools in maturin's place, packaging ``src/jobpersist``.
 
-    The [project] table is kept as it is, so both wheels carry the same metadata.
+    The [project] table is kept as it is, so both wheels carry the same metadata, except for
+    the version: maturin reads it from Cargo.toml (``dynamic``), setuptools is given it here.
     """
     text = (ROOT / "pyproject.toml").read_text()
+    text, count = re.subn(
+        r'^dynamic = \["version"\]\n', f'version = "{cargo_version()}"\n', text, count=1, flags=re.M
+    )
+    if count != 1:
+        raise SystemExit('pyproject.toml: [project] has no dynamic = ["version"] to fill in')
     text, count = re.subn(
         r"\[build-system\]\n(?:.+\n)+?\n",
         "[build-system]\n"
@@ -125,6 +142,7 @@ def build_pure(out: Path) -> Path:
         staging = Path(staging_name)
         (staging / "pyproject.toml").write_text(pure_pyproject())
         shutil.copy(ROOT / "README.md", staging / "README.md")
+        shutil.copy(ROOT / "LICENSE", staging / "LICENSE")  # setuptools ships it
         # Only the Python sources: no compiled module an editable build may have left, and
         # no stub of a module the wheel does not have.
         shutil.copytree(

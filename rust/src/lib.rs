@@ -33,6 +33,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("DecodeError", m.py().get_type::<errors::DecodeError>())?;
     m.add_function(wrap_pyfunction!(reader::read_file, m)?)?;
     m.add_function(wrap_pyfunction!(base64_isa, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("MAX_DEPTH", jobpersist_core::MAX_DEPTH)?;
     m.add(
         "ENVELOPE_HEAD",

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     )
     from jobpersist.braket_patch import patch_braket
 
+    __version__: str
+
 __all__ = [
     "BACKEND",
     "PersistedJobDataFormat",
@@ -44,8 +46,6 @@ __all__ = [
     "wait_for_saves",
 ]
 
-__version__ = "0.1.0"
-
 
 # Imported on first use, to keep `import jobpersist` light: the background writer (threads,
 # concurrent.futures) and the braket patch are not needed by jobs that save synchronously.
@@ -61,6 +61,9 @@ def __getattr__(name: str) -> Any:
     # BACKEND is read live, so it stays true when tests or benchmarks switch codecs.
     if name == "BACKEND":
         return _codec.BACKEND
+    if name == "__version__":
+        globals()[name] = version = _version()
+        return version
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'jobpersist' has no attribute {name!r}")
@@ -69,8 +72,19 @@ def __getattr__(name: str) -> Any:
     return value
 
 
+def _version() -> str:
+    # The version lives in Cargo.toml ([workspace.package]); both wheels carry it in their
+    # metadata. Read on first use: importlib.metadata is not a light import.
+    from importlib import metadata
+
+    try:
+        return metadata.version("jobpersist")
+    except metadata.PackageNotFoundError:  # a source tree put on sys.path, not installed
+        return "0+unknown"
+
+
 def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+    return sorted({*globals(), *__all__, "__version__"})
 
 
 def _drain_background_saves() -> None:

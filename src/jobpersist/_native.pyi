@@ -17,6 +17,7 @@ __all__ = [
     "EnvelopeWriter",
     "FileData",
     "ValueReader",
+    "__version__",
     "_arm_faults",
     "_disarm_faults",
     "base64_isa",
@@ -77,6 +78,8 @@ def _arm_faults(
 def _disarm_faults() -> tuple[list[str], str | None, int, int]:
     """Test hook: disarms; the operations seen, the one failed, EINTRs and short writes."""
 
+#: The version this module was built as (Cargo.toml's, as ``jobpersist.__version__``).
+__version__: str
 #: Containers allowed on one path of a plaintext value (``jobpersist._schema.MAX_DEPTH``).
 MAX_DEPTH: int
 #: The envelope text before the first key, as the core's scan expects it.
