@@ -7,7 +7,14 @@ RELEASE_VENV ?= .venv-release
 RELEASE_PY := $(RELEASE_VENV)/bin/python
 RELEASE_TOOLS := maturin==1.16.0 ziglang==0.17.1 auditwheel==6.8.2
 
-.PHONY: setup demo test test-rust test-python lint fmt bench wheels test-wheels clean
+.PHONY: help setup demo test test-rust test-python lint fmt bench wheels test-wheels clean
+.DEFAULT_GOAL := help
+
+## help: this list (the `## target:` comments of this Makefile); `make` alone shows it
+help:
+	@awk '/^## [A-Za-z_-]+:/ { sub(/^## /, ""); name = $$0; sub(/:.*/, "", name); \
+		text = substr($$0, length(name) + 3); printf "  %-12s %s\n", name, text; next } \
+		/^## / { sub(/^## /, ""); printf "  %-12s %s\n", "", $$0 }' $(firstword $(MAKEFILE_LIST))
 
 $(VENV)/bin/python:
 	python3 -m venv $(VENV)
@@ -26,10 +33,12 @@ demo: setup
 ## test: set up, then the Rust core's tests and the whole pytest suite (both backends)
 test: setup test-rust test-python
 
+## test-rust: the Rust core's tests, and its parity tests against CPython
 test-rust:
 	cargo test -p jobpersist-core --quiet
 	cargo test -p jobpersist-core --quiet --test python_parity -- --ignored
 
+## test-python: the pytest suite (both backends, against the reference)
 test-python:
 	$(PY) -m pytest -q
 
@@ -42,6 +51,7 @@ lint: setup
 	$(PY) -m mypy
 	$(PY) -m mypy.stubtest jobpersist._native
 
+## fmt: format everything (rustfmt, ruff) and apply ruff's fixes
 fmt:
 	cargo fmt --all
 	$(PY) -m ruff format .
@@ -65,5 +75,6 @@ wheels: $(RELEASE_PY)
 test-wheels: $(RELEASE_PY)
 	$(RELEASE_PY) tools/check_wheels.py --dist dist
 
+## clean: remove the venvs, Cargo's target directory and dist/
 clean:
 	rm -rf $(VENV) $(RELEASE_VENV) target dist
