@@ -17,13 +17,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import Twin, child_env
 from hypothesis import given
 from hypothesis import strategies as st
 
 import jobpersist
 from jobpersist import _array_pickle
 from jobpersist._array_pickle import PickleStream
-from tests.conftest import Twin, child_env
 
 pnp = pytest.importorskip("pennylane.numpy")
 
