@@ -113,7 +113,7 @@ def unpicklable_local() -> Any:
     return lambda: 0
 
 
-FAILING_SAVES = {
+FAILING_SAVES: dict[str, tuple[str, dict[str, Any], type[BaseException]]] = {
     # name: (format, data, expected exception)
     "plaintext_object": ("plaintext", {"a": "x" * BIG, "b": object()}, TypeError),
     "plaintext_circular": ("plaintext", {"a": "x" * BIG, "b": None}, ValueError),

@@ -13,7 +13,7 @@ import sys
 import textwrap
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -72,7 +72,7 @@ class Stamped(np.ndarray):
     """A subclass whose reduce adds state numpy's does not: it must not stream."""
 
     def __reduce__(self) -> Any:
-        func, args, state = super().__reduce__()
+        func, args, state = cast(tuple[Any, Any, Any], super().__reduce__())
         return func, args, (*state, float(np.asarray(self).sum()))
 
     def __setstate__(self, state: Any) -> None:

@@ -211,7 +211,12 @@ def test_nesting_limit() -> None:
 
 @pytest.mark.parametrize("protocol", [2, 3, 4, 5])
 def test_builtin_values_across_protocols(protocol: int) -> None:
-    value = {"a": [1, 2.5, "x", None, True], "t": (1, (2, 3)), "s": {1, 2}, "f": frozenset({3})}
+    value: dict[str, Any] = {
+        "a": [1, 2.5, "x", None, True],
+        "t": (1, (2, 3)),
+        "s": {1, 2},
+        "f": frozenset({3}),
+    }
     value["big"] = 2**100
     same_as_pickle(value, protocol)
 
