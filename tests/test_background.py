@@ -53,7 +53,7 @@ class Gate:
         self.started = threading.Event()
         self.writes: list[tuple[str, list[str]]] = []
         self.values: list[bytes] = []  # the first value's JSON text of each plaintext write
-        original = background.write_envelope
+        original = background.write_envelope  # type: ignore[attr-defined]  # (imported)
 
         def write(path: str, entries: Any, data_format: Any, fsync: bool) -> None:
             entries = list(entries)
@@ -485,7 +485,7 @@ def test_atexit_drains_pending_saves(name: str, job_env: JobEnv, tmp_path: Path)
         from jobpersist import background, PersistedJobDataFormat as F
         import jobpersist
 
-        original = background.write_envelope
+        original = background.write_envelope  # type: ignore[attr-defined]  # (imported)
         def slow(*args):
             time.sleep(0.5)  # the interpreter reaches its exit while this save waits
             original(*args)

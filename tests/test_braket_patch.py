@@ -16,7 +16,7 @@ from jobpersist import _results, braket_patch, data_persistence
 NAMES = ("save_job_checkpoint", "load_job_checkpoint", "save_job_result", "load_job_result")
 
 braket_jobs = pytest.importorskip("braket.jobs")
-reference = importlib.import_module("braket.jobs.data_persistence")
+reference: Any = importlib.import_module("braket.jobs.data_persistence")
 ORIGINALS = {name: getattr(reference, name) for name in NAMES}
 
 
@@ -36,7 +36,7 @@ class WriteCounter:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.paths: list[str] = []
-        original = data_persistence.write_envelope
+        original = data_persistence.write_envelope  # type: ignore[attr-defined]  # (imported)
 
         def write(path: str, *args: Any) -> None:
             self.paths.append(path)

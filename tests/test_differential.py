@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import struct
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -342,9 +343,11 @@ def test_load_result_explicit_filename(twin: Twin) -> None:
     twin.step(save_checkpoint({"a": [1, 2]}, "plaintext"))
     for side in ("ours", "reference"):
         path = twin.dirs[side][0] / "test-job.json"
-        loaded = [
-            twin.run(side, lambda api, p=p: api.load_job_result(p)) for p in (path, str(path))
-        ]
+
+        def load_from(p: Path | str) -> Any:
+            return lambda api: api.load_job_result(p)
+
+        loaded = [twin.run(side, load_from(p)) for p in (path, str(path))]
         assert all(o.ok for o in loaded)
         assert [canon(o.value) for o in loaded] == [canon({"a": [1, 2]})] * 2
 
@@ -498,7 +501,7 @@ def test_int_string_conversion_limit(twin: Twin, fmt: str) -> None:
     [
         lambda api: api.save_job_checkpoint({"a": 1}, no_such_argument=1),  # TypeError
         lambda api: api.no_such_function(),  # AttributeError
-        lambda api: {}["missing"],  # KeyError
+        lambda api: dict[str, int]()["missing"],  # KeyError
         lambda api: api.save_job_checkpoint({"a": 1}) + 1,  # TypeError after a good call
     ],
     ids=["signature", "attribute", "key", "after-call"],

@@ -164,7 +164,7 @@ def test_result(twin: Twin, name: str, prefix: str) -> None:
     plain = value == "plaintext" and not isinstance(value, enum.Enum)
     # The reference's message for plaintext over pickled results reads data_format.value,
     # which a str lacks (AttributeError); jobpersist raises the TypeError it means.
-    expect = TypeError if plain and prefix == "pickled" else None
+    expect: type[BaseException] | None = TypeError if plain and prefix == "pickled" else None
     twin.step(lambda api: api.save_job_result({"new": DATA, "old": 0}, value), expect=expect)
     damaged = leaves_damaged_results(name, prefix)
     if damaged:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import jobpersist
-from jobpersist import _codec, _python_codec
+from jobpersist import _codec, _python_codec, _schema
 from jobpersist._python_codec import DecodeError, _BytesSource
 
 
@@ -174,7 +174,7 @@ def test_parsed_scan_of_raw_utf8_keys(count: int) -> None:
 def test_every_scan_refuses_other_layouts(damage: Callable[[bytes], bytes]) -> None:
     data = damage(reference_file({f"k{i}": b"xyz" * i for i in range(100)}))
     # The scans proper start after the head and end before the tail, which the caller checks.
-    framed = data.startswith(_python_codec.HEAD) and data.endswith(_python_codec._TAIL)
+    framed = data.startswith(_schema.HEAD) and data.endswith(_python_codec._TAIL)
     if framed:
         assert parsed_scan(data) is None
     if b"\\u0041" in data:
@@ -185,8 +185,8 @@ def test_every_scan_refuses_other_layouts(damage: Callable[[bytes], bytes]) -> N
     assert _python_codec._scan_pickled(_BytesSource(data), len(data)) is None
 
 
-def read_all(file: _python_codec.PyFileData, start: int, end: int, how: str) -> bytes:
-    reader = file.value_reader(start, end)
+def read_all(file: _python_codec.PyFileData, span: tuple[int, int], how: str) -> bytes:
+    reader = file.value_reader(*span)
     if how == "read":
         out = reader.read(3) + reader.read(70_000) + reader.read()
     elif how == "readinto":
@@ -204,7 +204,7 @@ def test_reader_decodes_canonical_values(size: int, how: str) -> None:
     value = os.urandom(size).replace(b"\n", b"\n\n")
     data = reference_file({"v": value})
     _, spans, _ = scans(data)[1]
-    assert read_all(PyFileData(data), *spans[0], how) == value
+    assert read_all(PyFileData(data), spans[0], how) == value
 
 
 @pytest.mark.parametrize("line", [4, 64, 72, 80, 10_000_000])
@@ -217,7 +217,7 @@ def test_reader_decodes_other_wrappings(line: int, newline: str) -> None:
     wrapped = newline.join(text[i : i + line] for i in range(0, len(text), line)) + newline
     data = envelope_text({"v": wrapped})
     _, spans, _ = scans(data)[1]
-    assert read_all(PyFileData(data), *spans[0], "read") == value
+    assert read_all(PyFileData(data), spans[0], "read") == value
 
 
 def test_reader_refuses_padding_inside_a_value() -> None:
@@ -226,7 +226,7 @@ def test_reader_refuses_padding_inside_a_value() -> None:
     data = envelope_text({"v": first + base64.encodebytes(os.urandom(STEP)).decode()})
     _, spans, _ = scans(data)[1]
     with pytest.raises(DecodeError):
-        read_all(PyFileData(data), *spans[0], "read")
+        read_all(PyFileData(data), spans[0], "read")
 
 
 @pytest.mark.parametrize(
@@ -247,7 +247,7 @@ def test_other_escapes_and_strays_go_to_the_exact_path(damage: bytes) -> None:
     start = spans[0][0] + STEP + 100
     damaged = data[:start] + damage + data[start:]
     with pytest.raises(DecodeError):
-        read_all(PyFileData(damaged), *spans[0], "read")
+        read_all(PyFileData(damaged), spans[0], "read")
     with pytest.raises(DecodeError):
         PyFileData(damaged).decode_values([(spans[0][0], spans[0][1] + len(damage))])
 
@@ -304,7 +304,7 @@ def test_big_files_are_read_through_a_window(
     scanned = file.scan_pickled()
     assert scanned is not None and scanned[0] == list(values)
     assert file.decode_values(scanned[1]) == list(values.values())
-    assert read_all(file, *scanned[1][-1], "read") == values["big"]
+    assert read_all(file, scanned[1][-1], "read") == values["big"]
     assert file.bytes() == path.read_bytes()
 
 
@@ -321,7 +321,7 @@ def test_a_big_file_truncated_while_read_is_a_value_error(
     with open(path, "r+b") as f:
         f.truncate(STEP)
     with pytest.raises(DecodeError):
-        read_all(file, *scanned[1][0], "read")
+        read_all(file, scanned[1][0], "read")
 
 
 @pytest.mark.usefixtures("python_codec")

@@ -87,12 +87,12 @@ def cross_load_all(twin: Twin) -> None:
     names = [("AMZN_BRAKET_CHECKPOINT_DIR", p.name) for p in sorted(checkpoints.iterdir())]
     names += [("AMZN_BRAKET_JOB_RESULTS_DIR", p.name) for p in sorted(results.iterdir())]
     assert names, "the script wrote nothing"
+
+    def load(variable: str, name: str) -> Any:
+        return lambda api: api.load_job_result(Path(os.environ[variable]) / name, allow_pickle=True)
+
     for variable, name in names:
-        twin.cross(
-            lambda api, variable=variable, name=name: api.load_job_result(
-                Path(os.environ[variable]) / name, allow_pickle=True
-            )
-        )
+        twin.cross(load(variable, name))
 
 
 def tracked_tasks(device: str, shots: int, durations_ms: list[float | None]) -> Tracker:
