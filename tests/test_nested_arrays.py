@@ -28,8 +28,8 @@ from jobpersist._array_pickle import PickleStream
 pnp = pytest.importorskip("pennylane.numpy")
 
 RNG = np.random.default_rng(12)
-# Big enough to stream (the C pickler hands payloads of 64 KiB or more to write() alone).
-N = 9000  # float64 items: 72,000 bytes
+# Big enough to stream (128 KiB or more).
+N = 17_000  # float64 items: 136,000 bytes
 
 
 class RecordingWriter:
@@ -94,10 +94,10 @@ def _registered(monkeypatch: pytest.MonkeyPatch) -> None:
 
 BIG = RNG.random(N)
 BIG2 = RNG.random(2 * N)
-F_ORDER = np.asfortranarray(RNG.random((120, 180)))
+F_ORDER = np.asfortranarray(RNG.random((120, 360)))
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", PendingDeprecationWarning)  # numpy on np.matrix
-    MATRIX = np.asmatrix(RNG.random((100, 100)))
+    MATRIX = np.asmatrix(RNG.random((150, 150)))
 DTYPES = [
     "i1", "u1", "i2", "u2", "<i4", ">i4", "u4", "<i8", ">i8", "u8",
     "f2", "<f4", ">f4", "<f8", ">f8", "c8", "<c16", ">c16", "?", "M8[ns]", "m8[s]", "S7",
@@ -106,7 +106,7 @@ DTYPES = [
 
 
 def _typed(dtype: str) -> np.ndarray:
-    raw = RNG.integers(0, 256, size=80_000, dtype=np.uint8)
+    raw = RNG.integers(0, 256, size=160_000, dtype=np.uint8)
     itemsize = np.dtype(dtype).itemsize
     return raw[: raw.size // itemsize * itemsize].view(dtype)
 
@@ -142,7 +142,7 @@ CASES: list[tuple[str, Any, int]] = [
     # Pickled as registered: the plain copy its reducer returns streams.
     ("copyreg registered", RNG.random(N).view(Registered), 1),
     ("tensor requires_grad", pnp.tensor(RNG.random(N), requires_grad=True), 1),
-    ("tensor no grad", pnp.tensor(RNG.random((90, 100)), requires_grad=False), 1),
+    ("tensor no grad", pnp.tensor(RNG.random((180, 100)), requires_grad=False), 1),
     (
         "tensors in a dict",
         {
@@ -151,10 +151,10 @@ CASES: list[tuple[str, Any, int]] = [
         },
         4,
     ),
-    ("tensor fortran", pnp.tensor(np.asfortranarray(RNG.random((100, 90)))), 1),
+    ("tensor fortran", pnp.tensor(np.asfortranarray(RNG.random((200, 90)))), 1),
     *((f"dtype {d}", {"x": [_typed(d)]}, 1) for d in DTYPES),
-    ("bool", RNG.random(80_000) > 0.5, 1),
-    ("float16 2d", RNG.random((300, 200)).astype(np.float16), 1),
+    ("bool", RNG.random(160_000) > 0.5, 1),
+    ("float16 2d", RNG.random((400, 200)).astype(np.float16), 1),
 ]
 
 
@@ -278,7 +278,7 @@ def arrays(draw: st.DrawFn) -> np.ndarray:
     dtype = draw(st.sampled_from(["<f8", ">f4", "<i2", "u1", "c8", "?", "f2", ">u8"]))
     itemsize = np.dtype(dtype).itemsize
     big = draw(st.booleans())
-    items = (65536 // itemsize + draw(st.integers(0, 3000))) if big else draw(st.integers(0, 40))
+    items = (131072 // itemsize + draw(st.integers(0, 3000))) if big else draw(st.integers(0, 40))
     rows = draw(st.sampled_from([1, 2, 3, 8]))
     base = RNG.integers(0, 256, size=(items // rows + 1) * rows * itemsize, dtype=np.uint8)
     array = base.view(dtype).reshape(rows, -1)
@@ -363,5 +363,10 @@ def test_nested_arrays_are_not_copied(tmp_path: Path, name: str) -> None:
     assert extra < 16 << 20, f"peak extra {extra / (1 << 20):.0f} MiB for 96 MiB of arrays"
 
 
-def test_threshold_is_the_frame_size() -> None:
-    assert _array_pickle._MIN_BYTES == 64 * 1024
+def test_arrays_from_the_threshold_on_stream() -> None:
+    at = np.zeros(_array_pickle._MIN_BYTES, dtype=np.uint8)
+    below = at[1:]
+    assert stream_dump([below])[1].swapped == 0
+    assert stream_dump([at])[1].swapped == 1
+    # A threshold below the frame size is refused at dump time, not written (see above).
+    assert _array_pickle._MIN_BYTES >= _array_pickle._FRAME_BYTES
