@@ -32,8 +32,9 @@ const IN_MEMORY_MAX: usize = 16 << 20;
 /// Reads below this size keep the GIL: releasing it costs more than they do.
 const DETACH_AT: usize = 64 * 1024;
 /// `readinto` decodes into a buffer of its own, this big at most, and copies each piece
-/// into the caller's buffer with the GIL held.
-const FILL_PIECE: usize = 256 << 10;
+/// into the caller's buffer with the GIL held. No smaller than what the decoder makes of
+/// one raw chunk (1 MiB of text), which it then decodes straight into the piece.
+const FILL_PIECE: usize = 1 << 20;
 
 type Source = dyn jobpersist_core::ReadAt + Send + Sync;
 
