@@ -3,12 +3,12 @@ from the array's own memory, wherever the array sits in the value.
 
 numpy's protocol-4 reduce copies an array's whole data into a ``bytes`` object (``tobytes``)
 before the pickler writes it: a 4 GiB optimizer state would need 4 GiB more to be saved.
-Here one C pickler per file pickles every value, with a hook that hands it, for each large
-array (``numpy.ndarray``, or a subclass whose reduce is known to follow numpy's,
-PennyLane's tensor included), the reduce numpy would return but with a zero-filled
-placeholder of the same length in place of the data (``bytes(n)`` is calloc'd: no page of
-it is touched). The C pickler hands payloads of 64 KiB or more to its file's ``write`` as
-they are; there each placeholder, known by identity, is replaced by the array's memory.
+Here one C pickler per file pickles every value, with a hook that hands it, for each array
+of 128 KiB or more (``numpy.ndarray``, or a subclass whose reduce is known to follow
+numpy's, PennyLane's tensor included), the reduce numpy would return but with a
+placeholder of the same length in place of the data (a ``bytes`` that holds no memory: see
+``_placeholder``). The C pickler hands payloads of 64 KiB or more to its file's ``write``
+as they are; there each placeholder, known by identity, is replaced by the array's memory.
 The bytes written are those of ``pickle.dumps``:
 
 * the hook is the pickler's ``dispatch_table`` (copyreg's, plus the array types), which the
