@@ -17,8 +17,13 @@ import pytest
 REASON = "needs the reference (amazon-braket-sdk), which this Python cannot install"
 
 
-def _needs_reference(node: BaseException) -> bool:
-    return isinstance(node, ModuleNotFoundError) and (node.name or "").split(".")[0] == "braket"
+def _needs_reference(node: BaseException | None) -> bool:
+    # Follows the chain: jobpersist.patch_braket() raises its own ImportError from braket's.
+    while node is not None:
+        if isinstance(node, ModuleNotFoundError) and (node.name or "").split(".")[0] == "braket":
+            return True
+        node = node.__cause__ or node.__context__
+    return False
 
 
 def _module_imports(path: Path) -> set[str]:
@@ -59,7 +64,7 @@ def _skip_if_reference_missing() -> Generator[None, None, None]:
     """A hook wrapper's body: a test (or its fixture) that imports braket is skipped."""
     try:
         return (yield)
-    except ModuleNotFoundError as exc:
+    except ImportError as exc:
         if _needs_reference(exc):
             pytest.skip(REASON)
         raise
