@@ -186,6 +186,14 @@ VALID = [
 ]
 
 
+def _mutated(which: int, edits: list[tuple[int, int]], cut: int) -> bytes:
+    """VALID[which] with bytes overwritten and, for one cut in three, truncated."""
+    data = bytearray(VALID[which])
+    for at, byte in edits:
+        data[at % len(data)] = byte
+    return bytes(data[: max(1, cut % (len(data) + 1))] if cut % 3 == 0 else data)
+
+
 @given(
     which=st.integers(0, len(VALID) - 1),
     edits=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=6),
@@ -194,12 +202,9 @@ VALID = [
 def test_fuzz_only_documented_exceptions(
     which: int, edits: list[tuple[int, int]], cut: int
 ) -> None:
-    data = bytearray(VALID[which])
-    for at, byte in edits:
-        data[at % len(data)] = byte
-    data = data[: max(1, cut % (len(data) + 1))] if cut % 3 == 0 else data
+    data = _mutated(which, edits, cut)
     try:
-        safe_unpickle_value("k", bytes(data))
+        safe_unpickle_value("k", data)
     except ValueError:
         pass  # UnsafePickleError, or a damaged pickle: both are ValueErrors naming the key
 
@@ -215,12 +220,9 @@ def test_fuzz_only_documented_exceptions(
 def test_fuzz_stream_only_documented_exceptions(
     which: int, edits: list[tuple[int, int]], cut: int
 ) -> None:
-    data = bytearray(VALID[which])
-    for at, byte in edits:
-        data[at % len(data)] = byte
-    data = data[: max(1, cut % (len(data) + 1))] if cut % 3 == 0 else data
+    data = _mutated(which, edits, cut)
     try:
-        safe_load_stream("k", Trickle(bytes(data)), len(data))
+        safe_load_stream("k", Trickle(data), len(data))
     except pickle.UnpicklingError:
         pass  # UnsafePickleError is one too
 
