@@ -14,7 +14,7 @@ use crate::plaintext::escape;
 const DETACH_AT: usize = 64 * 1024;
 /// A buffer that is not `bytes` is copied and encoded in pieces of this size (57-byte
 /// lines fit it exactly, so no piece leaves a partial line behind).
-const COPY_PIECE: usize = 57 * 64 * 1024;
+const COPY_PIECE: usize = 57 * 16 * 1024;
 
 /// An envelope being written to a temp file beside its target.
 #[pyclass(module = "jobpersist._native", name = "EnvelopeWriter")]
@@ -112,6 +112,7 @@ impl NativeEnvelopeWriter {
         let cells = buffer
             .as_slice(py)
             .ok_or_else(|| unusable_buffer("write() needs a byte buffer"))?;
+        inner.reserve_b64(cells.len());
         let mut piece = Vec::with_capacity(COPY_PIECE.min(cells.len()));
         for chunk in cells.chunks(COPY_PIECE) {
             piece.clear();

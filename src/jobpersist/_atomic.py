@@ -14,6 +14,12 @@ Where ``O_TMPFILE`` is refused (EOPNOTSUPP, EISDIR, EINVAL, ENOSYS), where ``/pr
 or with ``JOBPERSIST_NO_TMPFILE=1`` (read at each save; tests force the fallback with it), the
 content goes into the named temp directly, created and locked the same way.
 
+A caller that knows a large content is coming reserves its blocks first (``reserve``:
+``fallocate`` keeping the size); the commit gives back what the content did not use. ext4 flushes
+a file with delayed allocations inside the rename that replaces another file (``auto_da_alloc``),
+even with fsync off; a reserved file has none. Best effort: where ``fallocate`` is refused, the
+writes allocate as they go.
+
 A writer holds its temp's lock for as long as it writes, so a temp whose lock can be taken was
 left by a writer that is gone, whatever pid its name carries: the next save of the same target
 removes it. Both implementations name and lock their temps alike, so each removes the other's
@@ -24,14 +30,48 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import os
 import secrets
 import stat
+from collections.abc import Callable
 
 # O_TMPFILE refused by the filesystem or the kernel (an old kernel sees O_DIRECTORY: EISDIR).
 _UNNAMED_REFUSED = frozenset({errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOSYS})
 _O_TMPFILE: int = getattr(os, "O_TMPFILE", 0)
 _PROC_FD = "/proc/self/fd"
+# fallocate(2) mode: allocate blocks without changing the file's size.
+_FALLOC_FL_KEEP_SIZE = 1
+
+
+@functools.cache
+def _libc_fallocate() -> Callable[[int, int, int, int], int] | None:
+    """libc's ``fallocate`` with a 64-bit offset, where ctypes reaches it."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        function = getattr(libc, "fallocate64", None) or libc.fallocate
+    except (ImportError, OSError, AttributeError):
+        return None
+    if getattr(libc, "fallocate64", None) is None and ctypes.sizeof(ctypes.c_long) < 8:
+        return None  # a 32-bit off_t: offsets past 2 GiB would not fit
+    function.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
+    function.restype = ctypes.c_int
+    return function
+
+
+def _fallocate(fd: int, offset: int, count: int) -> None:
+    """``fallocate(fd, FALLOC_FL_KEEP_SIZE, offset, count)``; OSError where it fails."""
+    function = _libc_fallocate()
+    if function is None:
+        raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
+    import ctypes
+
+    while function(fd, _FALLOC_FL_KEEP_SIZE, offset, count) != 0:
+        err = ctypes.get_errno()
+        if err != errno.EINTR:
+            raise OSError(err, os.strerror(err))
 
 
 def fsync_enabled() -> bool:
@@ -116,6 +156,9 @@ class AtomicFile:
         self.name = os.path.basename(target)
         self.fd = -1
         self.linked = False  # whether self.temp names our file
+        self.len = 0  # bytes written
+        self.reserved = 0  # bytes of blocks reserved ahead of the writes
+        self.reserving = True  # until fallocate first fails
         try:
             self.dir_fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as exc:
@@ -186,15 +229,40 @@ class AtomicFile:
             self.temp = self._new_temp_name()
         raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), self.shown)
 
+    def reserve(self, end: int) -> None:
+        """Allocates the file's blocks up to ``end`` bytes before they are written. Best effort:
+        the first failure (``EOPNOTSUPP`` on NFS or FUSE, anything) ends the reservations of
+        this file, which is then written as without them. The commit gives back the blocks the
+        content does not fill."""
+        start = max(self.reserved, self.len)
+        if not self.reserving or end <= start:
+            return
+        try:
+            _fallocate(self.fd, start, end - start)
+        except OSError:
+            self.reserving = False
+            return
+        self.reserved = end
+
     def write(self, data: bytes | bytearray | memoryview) -> None:
         """Writes all of ``data`` (os.write retries EINTR; short writes continue)."""
         view = memoryview(data)
         try:
             while view:
                 written = os.write(self.fd, view)
+                self.len += written
                 view = view[written:]
         except OSError as exc:
             raise _with_filename(exc, self.shown) from None
+
+    def _trim(self) -> None:
+        # The reservation kept the size: blocks past the content cost space, never content.
+        if self.reserved > self.len:
+            try:
+                os.ftruncate(self.fd, self.len)
+            except OSError:
+                pass
+            self.reserved = self.len
 
     def commit(self) -> None:
         """Makes the written bytes the target's content, durably unless fsync is off.
@@ -204,6 +272,7 @@ class AtomicFile:
         a failed directory fsync leaves the new content in place, not known to be durable.
         """
         try:
+            self._trim()
             if self.fsync:
                 os.fsync(self.fd)
             if self.unnamed:

@@ -40,6 +40,12 @@ _LINE_CHARS = 76
 _PIECE_LINES = 1024
 _PIECE = _LINE_BYTES * _PIECE_LINES
 _ESCAPED_NEWLINE = b"\\n"
+_LINE_TEXT = _LINE_CHARS + len(_ESCAPED_NEWLINE)
+# From this much base64 input in one write, the file's blocks are reserved first
+# (``AtomicFile.reserve``), with this much to spare for the framing that follows; the same
+# figures as the Rust writer's.
+_RESERVE_AT = 1 << 20
+_RESERVE_SLACK = 1 << 20
 
 
 @functools.lru_cache(maxsize=64)
@@ -118,6 +124,10 @@ class PyEnvelopeWriter:
             return len(data)
         with memoryview(data) as raw, raw.cast("B") as view:
             size = len(view)
+            if size >= _RESERVE_AT:
+                # At most one partial line is pending: count it whole.
+                text = (size // _LINE_BYTES + 2) * _LINE_TEXT
+                self._file.reserve(self._file.len + len(self._out) + text + _RESERVE_SLACK)
             if len(carry) + size < _PIECE:
                 carry += view
                 return size
@@ -190,7 +200,6 @@ _MANY_KEYS_PREFIX = 1 << 16
 # A streamed value is decoded 840 lines (64 KiB of text) at a time. The pieces stay in the
 # CPU cache and below malloc's mmap threshold, so the same heap memory serves every step.
 _STEP_LINES = 840
-_LINE_TEXT = _LINE_CHARS + len(_ESCAPED_NEWLINE)
 _DECODE_STEP = _STEP_LINES * _LINE_TEXT
 # Canonical lines (76 characters, then an escaped newline) are unescaped by picking the
 # lines out with struct, once the escapes are checked where they must be: cheaper than

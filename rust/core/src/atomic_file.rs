@@ -17,6 +17,18 @@
 //! content is written into a named temp `.{name}.jptmp.{pid}.{random}`,
 //! created and locked the same way.
 //!
+//! A caller that knows a large content is coming reserves its blocks first
+//! ([`AtomicFile::reserve`], `fallocate` keeping the size), and the commit
+//! gives back what the content did not use. Writes into reserved blocks
+//! need no delayed allocation, and ext4 flushes a file with delayed
+//! allocations inside the `rename` that replaces another file
+//! (`auto_da_alloc`): a third of a second per 350 MB here, spent in the
+//! caller's save even with fsync off. With fsync on, the file is already on
+//! disk by then, so the reservation changes nothing but the time. With fsync
+//! off, the data then reaches the disk by ordinary writeback, after the
+//! rename: a power cut in between may leave the target's blocks unwritten
+//! (zeros), which fsync off allows (old, new or incomplete).
+//!
 //! The writer holds the lock on its temp for as long as it writes, so a temp
 //! whose lock can be taken belongs to a writer that is gone, whatever pid its
 //! name carries (pids repeat across container restarts): the next save of the
@@ -39,6 +51,10 @@ const TMP_MARKER: &[u8] = b".jptmp.";
 
 /// Attempts at finding an unused temp name before giving up.
 const MAX_CREATE_ATTEMPTS: usize = 100;
+
+/// `fallocate` mode: allocate blocks without changing the file's size.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const FALLOC_FL_KEEP_SIZE: libc::c_int = 0x01;
 
 /// Replacing a file at least this big frees its pages off the caller's path.
 const DEFER_FREE_AT: u64 = 32 << 20;
@@ -79,6 +95,12 @@ pub struct AtomicFile {
     fsync: bool,
     /// The size of the file being replaced, if there is one.
     replaced_len: Option<u64>,
+    /// Bytes written so far.
+    len: u64,
+    /// Bytes of blocks reserved ahead of the writes.
+    reserved: u64,
+    /// Whether reserving still makes sense (it stops at the first refusal).
+    reserving: bool,
 }
 
 /// Symlinks resolved at the last path component, so the save replaces the
@@ -240,6 +262,23 @@ fn sys_fsync(op: Op, fd: &OwnedFd) -> io::Result<()> {
     fault::check(op)?;
     // SAFETY: `fd` is an open descriptor we own.
     cvt(unsafe { libc::fsync(fd.as_raw_fd()) }).map(drop)
+}
+
+/// Allocates `count` bytes of blocks at `offset`, keeping the file's size.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn sys_fallocate(fd: RawFd, offset: libc::off_t, count: libc::off_t) -> io::Result<()> {
+    loop {
+        // SAFETY: `fd` is an open descriptor; fallocate reads no memory of ours.
+        match cvt(unsafe { libc::fallocate(fd, FALLOC_FL_KEEP_SIZE, offset, count) }) {
+            Err(e) if is_interrupted(&e) => continue,
+            other => return other.map(drop),
+        }
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn sys_fallocate(_fd: RawFd, _offset: libc::off_t, _count: libc::off_t) -> io::Result<()> {
+    Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP))
 }
 
 fn sys_renameat(dir: RawFd, from: &CStr, to: &CStr) -> io::Result<()> {
@@ -420,6 +459,9 @@ impl AtomicFile {
                 unnamed: true,
                 fsync: options.fsync,
                 replaced_len: existing.map(|(_, len)| len),
+                len: 0,
+                reserved: 0,
+                reserving: true,
             },
             None => {
                 let mut last_err = None;
@@ -453,6 +495,9 @@ impl AtomicFile {
                     unnamed: false,
                     fsync: options.fsync,
                     replaced_len: existing.map(|(_, len)| len),
+                    len: 0,
+                    reserved: 0,
+                    reserving: true,
                 }
             }
         };
@@ -540,14 +585,78 @@ impl AtomicFile {
         self.unnamed
     }
 
+    /// The path the caller gave, which errors name.
+    pub fn shown(&self) -> &Path {
+        &self.shown
+    }
+
+    /// Bytes written to the temp file so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether nothing was written yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Allocates the file's blocks up to `end` bytes before they are written
+    /// (see the module's notes: it keeps a large save out of ext4's flush at
+    /// the rename). Best effort and never an error: a filesystem that cannot
+    /// (`EOPNOTSUPP`: NFS, FUSE), or any failure, ends the reservations of
+    /// this file, and the writes then allocate as they go, as without it. The
+    /// blocks the content does not fill are given back at the commit.
+    pub fn reserve(&mut self, end: u64) {
+        if !self.reserving || end <= self.reserved.max(self.len) {
+            return;
+        }
+        let start = self.reserved.max(self.len);
+        let (Ok(offset), Ok(count)) = (
+            libc::off_t::try_from(start),
+            libc::off_t::try_from(end - start),
+        ) else {
+            self.reserving = false;
+            return;
+        };
+        let Some(fd) = self.file.as_ref().map(AsRawFd::as_raw_fd) else {
+            return;
+        };
+        if fault::check(Op::Reserve).is_err() || sys_fallocate(fd, offset, count).is_err() {
+            self.reserving = false;
+            return;
+        }
+        self.reserved = end;
+    }
+
+    /// Gives back the reserved blocks past the content. Best effort: they
+    /// cost space, never content (the reservation kept the file's size).
+    fn trim(&mut self, file: &OwnedFd) {
+        if self.reserved <= self.len || fault::check(Op::Trim).is_err() {
+            return;
+        }
+        let Ok(len) = libc::off_t::try_from(self.len) else {
+            return;
+        };
+        loop {
+            // SAFETY: `file` is an open descriptor we own.
+            match cvt(unsafe { libc::ftruncate(file.as_raw_fd(), len) }) {
+                Err(e) if is_interrupted(&e) => continue,
+                _ => break,
+            }
+        }
+        self.reserved = self.len;
+    }
+
     /// Writes all of `buf` to the temp file (unbuffered; EINTR and short
     /// writes are retried).
     pub fn write_all(&mut self, mut buf: &[u8]) -> Result<()> {
-        let file = self.fd()?;
         while !buf.is_empty() {
-            match sys_write(file, buf) {
+            match sys_write(self.fd()?, buf) {
                 Ok(0) => return Err(self.error("write", io::Error::from(ErrorKind::WriteZero))),
-                Ok(n) => buf = &buf[n..],
+                Ok(n) => {
+                    buf = &buf[n..];
+                    self.len += n as u64;
+                }
                 Err(e) if is_interrupted(&e) => {}
                 Err(e) => return Err(self.error("write", e)),
             }
@@ -567,6 +676,7 @@ impl AtomicFile {
         let Some(file) = self.file.take() else {
             return Ok(());
         };
+        self.trim(&file);
         if self.fsync {
             sys_fsync(Op::FsyncFile, &file).map_err(|e| self.error("fsync", e))?;
         }
@@ -764,6 +874,30 @@ mod tests {
         Options {
             fsync,
             unnamed_temp,
+        }
+    }
+
+    #[test]
+    fn reserved_blocks_come_before_the_writes_and_the_rest_goes_at_commit() {
+        let d = TempDir::new("reserve");
+        let target = d.0.join("ckpt.json");
+        for unnamed in [true, false] {
+            let mut f = AtomicFile::create_with(&target, options(false, unnamed)).unwrap();
+            f.reserve(8 << 20);
+            // Linux's local filesystems (ext4, xfs, btrfs, tmpfs) all reserve.
+            assert!(f.reserving);
+            let st = sys_fstat(f.fd().unwrap().as_raw_fd()).unwrap();
+            assert!(st.st_blocks as u64 * 512 >= 8 << 20, "{}", st.st_blocks);
+            assert_eq!(st.st_size, 0);
+            // A reservation below what is reserved or written asks nothing.
+            f.reserve(1 << 20);
+            assert_eq!(f.reserved, 8 << 20);
+            f.write_all(b"content").unwrap();
+            f.commit().unwrap();
+            assert_eq!(fs::read(&target).unwrap(), b"content");
+            use std::os::unix::fs::MetadataExt;
+            let blocks = fs::metadata(&target).unwrap().blocks();
+            assert!(blocks * 512 < 1 << 20, "{blocks} blocks kept");
         }
     }
 

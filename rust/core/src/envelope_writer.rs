@@ -5,24 +5,51 @@ use std::path::Path;
 
 use crate::atomic_file::{AtomicFile, Options};
 use crate::base64_lines::{LineEncoder, LINE_INPUT_BYTES};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::json_escape::escape_str;
+use crate::write_pipe::WritePipe;
 
 /// Buffered bytes that trigger a write to the file.
 const FLUSH_THRESHOLD: usize = 1 << 20;
-/// Input bytes encoded per step of `write_b64` (~3 MiB, whole lines), which
-/// bounds the buffer at about 5 MiB regardless of the value's size.
-const B64_STEP: usize = (3 << 20) / LINE_INPUT_BYTES * LINE_INPUT_BYTES;
+/// Base64 input from which `write_b64` reserves the file's blocks first.
+pub const RESERVE_AT: usize = 1 << 20;
+/// Blocks reserved past a large value's text, for the JSON and pickle
+/// framing that follows it (given back at the commit).
+const RESERVE_SLACK: u64 = 1 << 20;
+/// Text from which the writes move to their own thread ([`WritePipe`]): a
+/// save this large spends long enough in `write` to pay for the thread.
+const PIPE_AT: u64 = 8 << 20;
+/// JSON text of one full base64 line: 76 characters and an escaped `\n`.
+const LINE_TEXT_BYTES: u64 = 78;
+
+/// Input bytes encoded per step of `write_b64` (~1 MiB, whole lines), which
+/// bounds the buffer at about 2.4 MiB regardless of the value's size (and a
+/// piped save's memory at three such buffers).
+const B64_STEP: usize = (1 << 20) / LINE_INPUT_BYTES * LINE_INPUT_BYTES;
 
 /// Streams a JSON envelope to a temp file and atomically replaces the target
 /// on [`commit`](EnvelopeWriter::commit). Dropping it without committing
 /// leaves the target untouched.
 #[derive(Debug)]
 pub struct EnvelopeWriter {
-    file: AtomicFile,
+    sink: Sink,
     buf: Vec<u8>,
     encoder: LineEncoder,
     written: u64,
+}
+
+/// Where the buffer's bytes go.
+#[derive(Debug)]
+enum Sink {
+    /// Written by the calling thread.
+    File(AtomicFile),
+    /// Written by a thread of their own while the caller encodes on.
+    Pipe(WritePipe),
+    /// A write failed (the temp is gone): every later call fails too, so no
+    /// content with a hole in it can ever be committed.
+    Failed(Error),
+    /// Only while the sink changes hands.
+    Moving,
 }
 
 impl EnvelopeWriter {
@@ -40,7 +67,7 @@ impl EnvelopeWriter {
     /// Starts writing a replacement for `target`; see [`AtomicFile::create_with`].
     pub fn create_with(target: &Path, options: Options) -> Result<Self> {
         Ok(EnvelopeWriter {
-            file: AtomicFile::create_with(target, options)?,
+            sink: Sink::File(AtomicFile::create_with(target, options)?),
             buf: Vec::with_capacity(FLUSH_THRESHOLD + B64_STEP / 3 * 4 + 4096),
             encoder: LineEncoder::new(b"\\n"),
             written: 0,
@@ -48,12 +75,50 @@ impl EnvelopeWriter {
     }
 
     fn flush(&mut self) -> Result<()> {
-        if !self.buf.is_empty() {
-            self.file.write_all(&self.buf)?;
-            self.written += self.buf.len() as u64;
-            self.buf.clear();
+        if self.buf.is_empty() {
+            return Ok(());
         }
+        let len = self.buf.len() as u64;
+        match &mut self.sink {
+            Sink::File(file) => {
+                if let Err(e) = file.write_all(&self.buf) {
+                    return Err(self.fail(e));
+                }
+                self.buf.clear();
+            }
+            Sink::Pipe(pipe) => {
+                if !pipe.write(&mut self.buf) {
+                    return Err(self.stop_pipe());
+                }
+            }
+            Sink::Failed(e) => return Err(e.repeat()),
+            Sink::Moving => return Err(Error::moving()),
+        }
+        self.written += len;
         Ok(())
+    }
+
+    /// Records a write error: the temp is removed now, later calls fail.
+    fn fail(&mut self, e: Error) -> Error {
+        self.sink = Sink::Failed(e.repeat());
+        e
+    }
+
+    /// The writer thread stopped on an error: collects it.
+    fn stop_pipe(&mut self) -> Error {
+        let e = match std::mem::replace(&mut self.sink, Sink::Moving) {
+            Sink::Pipe(pipe) => match pipe.finish() {
+                Err(e) => e,
+                // It stopped without an error only if it could not start.
+                Ok(file) => {
+                    drop(file);
+                    Error::moving()
+                }
+            },
+            Sink::Failed(e) => e,
+            _ => Error::moving(),
+        };
+        self.fail(e)
     }
 
     fn maybe_flush(&mut self) -> Result<()> {
@@ -67,9 +132,15 @@ impl EnvelopeWriter {
     pub fn write_raw(&mut self, bytes: &[u8]) -> Result<()> {
         if bytes.len() >= FLUSH_THRESHOLD {
             self.flush()?;
-            self.file.write_all(bytes)?;
-            self.written += bytes.len() as u64;
-            return Ok(());
+            if let Sink::File(file) = &mut self.sink {
+                if let Err(e) = file.write_all(bytes) {
+                    return Err(self.fail(e));
+                }
+                self.written += bytes.len() as u64;
+                return Ok(());
+            }
+            self.buf.extend_from_slice(bytes);
+            return self.flush();
         }
         self.buf.extend_from_slice(bytes);
         self.maybe_flush()
@@ -88,9 +159,41 @@ impl EnvelopeWriter {
         self.maybe_flush()
     }
 
+    /// Announces `input_len` bytes of base64 input about to be written (in
+    /// one call of [`write_b64`](Self::write_b64) or several): from
+    /// [`RESERVE_AT`] on, the file's blocks for their text are reserved.
+    pub fn reserve_b64(&mut self, input_len: usize) {
+        if input_len < RESERVE_AT {
+            return;
+        }
+        // At most one partial line is pending in the encoder: count it whole.
+        let lines = (input_len / LINE_INPUT_BYTES) as u64 + 2;
+        let text = lines * LINE_TEXT_BYTES;
+        let end = self.bytes_written() + text + RESERVE_SLACK;
+        if let Sink::File(file) = &mut self.sink {
+            file.reserve(end);
+            if end - RESERVE_SLACK >= PIPE_AT {
+                self.start_pipe();
+            }
+        } else if let Sink::Pipe(pipe) = &mut self.sink {
+            // A failure shows at the next flush.
+            pipe.reserve(end);
+        }
+    }
+
+    fn start_pipe(&mut self) {
+        if let Sink::File(file) = std::mem::replace(&mut self.sink, Sink::Moving) {
+            self.sink = match WritePipe::start(Box::new(file)) {
+                Ok(pipe) => Sink::Pipe(pipe),
+                Err(file) => Sink::File(*file),
+            };
+        }
+    }
+
     /// Appends `data` to the open base64 value, wrapped like
     /// `base64.encodebytes` with JSON-escaped (`\n`) separators.
     pub fn write_b64(&mut self, data: &[u8]) -> Result<()> {
+        self.reserve_b64(data.len());
         for chunk in data.chunks(B64_STEP) {
             self.encoder.push(chunk, &mut self.buf);
             self.maybe_flush()?;
@@ -114,7 +217,12 @@ impl EnvelopeWriter {
     /// Writes out the buffer and atomically replaces the target.
     pub fn commit(mut self) -> Result<()> {
         self.flush()?;
-        self.file.commit()
+        match std::mem::replace(&mut self.sink, Sink::Moving) {
+            Sink::File(file) => file.commit(),
+            Sink::Pipe(pipe) => pipe.finish()?.commit(),
+            Sink::Failed(e) => Err(e),
+            Sink::Moving => Err(Error::moving()),
+        }
     }
 }
 
@@ -151,6 +259,115 @@ mod tests {
             r#"{"braketSchemaHeader": {"name": "braket.jobs_data.persisted_job_data", "version": "1"}, "dataDictionary": {"key": "gASVCwAAAAAAAABdlChLAUsCSwNlLg==\n"}, "dataFormat": "pickled_v4"}"#
         );
         assert_eq!(n, got.len() as u64);
+        let _ = fs::remove_dir_all(target.parent().unwrap());
+    }
+
+    /// One value of `data`, written in `pieces` calls of `write_b64`.
+    fn save_value(target: &Path, data: &[u8], piece: usize) -> EnvelopeWriter {
+        let mut w = EnvelopeWriter::create(target, false).unwrap();
+        w.write_raw(b"{\"k\": ").unwrap();
+        w.begin_b64_string().unwrap();
+        for chunk in data.chunks(piece) {
+            w.write_b64(chunk).unwrap();
+        }
+        w.end_b64_string().unwrap();
+        w.write_raw(b"}").unwrap();
+        w
+    }
+
+    fn big_data() -> Vec<u8> {
+        (0..20_000_003u32).map(|i| (i * 7 % 251) as u8).collect()
+    }
+
+    #[test]
+    fn a_piped_save_writes_what_a_direct_one_does() {
+        let data = big_data();
+        let piped_target = tmp_target("piped");
+        let w = save_value(&piped_target, &data, data.len());
+        assert!(matches!(w.sink, Sink::Pipe(_)), "{:?}", w.sink);
+        w.commit().unwrap();
+        // Pieces below RESERVE_AT neither reserve nor start the pipe.
+        let direct_target = tmp_target("direct");
+        let w = save_value(&direct_target, &data, RESERVE_AT - 1);
+        assert!(matches!(w.sink, Sink::File(_)), "{:?}", w.sink);
+        w.commit().unwrap();
+        let piped = fs::read(&piped_target).unwrap();
+        assert_eq!(piped, fs::read(&direct_target).unwrap());
+        assert_eq!(crate::decode(&piped[7..piped.len() - 2]).unwrap(), data);
+        // The blocks reserved past the content were given back.
+        use std::os::unix::fs::MetadataExt;
+        let meta = fs::metadata(&piped_target).unwrap();
+        assert!(meta.blocks() * 512 < meta.len() + (256 << 10), "{meta:?}");
+        for target in [piped_target, direct_target] {
+            let _ = fs::remove_dir_all(target.parent().unwrap());
+        }
+    }
+
+    #[test]
+    fn an_abandoned_piped_save_leaves_the_old_file_and_no_temp() {
+        let target = tmp_target("abandoned");
+        fs::write(&target, b"old").unwrap();
+        let w = save_value(&target, &big_data(), 3 << 20);
+        assert!(matches!(w.sink, Sink::Pipe(_)));
+        drop(w);
+        // Dropping waits for the writer thread, so the temp is gone already.
+        let names: Vec<_> = fs::read_dir(target.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("ckpt.json")]);
+        assert_eq!(fs::read(&target).unwrap(), b"old");
+        let _ = fs::remove_dir_all(target.parent().unwrap());
+    }
+
+    #[test]
+    fn after_a_failed_piped_write_every_call_fails() {
+        use crate::fault::{self, Op, Plan};
+        let target = tmp_target("poisoned");
+        fs::write(&target, b"old").unwrap();
+        let data = big_data();
+        // A plan reaches the writer thread when the pipe starts: armed before
+        // the save, it fails the third write after the first 8 MiB (pieces
+        // below RESERVE_AT later: no reservation counts as an operation).
+        let start = |plan: Plan| {
+            fault::arm(plan);
+            let mut w = EnvelopeWriter::create(&target, false).unwrap();
+            w.begin_b64_string().unwrap();
+            w.write_b64(&data[..8 << 20]).unwrap();
+            assert!(matches!(w.sink, Sink::Pipe(_)));
+            w
+        };
+        // Dropping the writer joins its thread, which hands the record back.
+        drop(start(Plan::default()));
+        let before = fault::disarm().ops.len();
+        let mut w = start(Plan {
+            fail_at: Some(before as u64 + 3),
+            errno: libc::ENOSPC,
+            ..Plan::default()
+        });
+        let mut errors = 0;
+        for chunk in data[8 << 20..].chunks(RESERVE_AT - 1) {
+            if let Err(e) = w.write_b64(chunk) {
+                errors += 1;
+                let Error::Io { path, source, .. } = e else {
+                    panic!("{e:?}")
+                };
+                assert_eq!(path, target);
+                assert_eq!(source.raw_os_error(), Some(libc::ENOSPC));
+            }
+        }
+        // Once failed, no later piece is written (a file with a hole in it).
+        assert!(errors >= 6, "{errors}");
+        let _ = w.end_b64_string();
+        assert!(w.commit().is_err());
+        let record = fault::disarm();
+        assert_eq!(record.failed, Some(Op::Write), "{record:?}");
+        assert_eq!(fs::read(&target).unwrap(), b"old");
+        let names: Vec<_> = fs::read_dir(target.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("ckpt.json")]);
         let _ = fs::remove_dir_all(target.parent().unwrap());
     }
 

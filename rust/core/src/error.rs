@@ -40,6 +40,32 @@ impl Error {
         }
     }
 
+    /// The same failure again (`io::Error` is not `Clone`), for the later
+    /// calls of a writer that failed.
+    pub(crate) fn repeat(&self) -> Self {
+        match self {
+            Error::Io { op, path, source } => Error::Io {
+                op,
+                path: path.clone(),
+                source: match source.raw_os_error() {
+                    Some(errno) => std::io::Error::from_raw_os_error(errno),
+                    None => std::io::Error::new(source.kind(), source.to_string()),
+                },
+            },
+            Error::Decode { offset, reason } => Error::decode(*offset, reason.clone()),
+        }
+    }
+
+    /// A writer used while its sink changed hands, which only a panic in
+    /// the middle of that could leave behind.
+    pub(crate) fn moving() -> Self {
+        Error::io(
+            "write",
+            PathBuf::new(),
+            std::io::Error::other("the writer is unusable after an earlier failure"),
+        )
+    }
+
     pub(crate) fn decode(offset: usize, reason: impl Into<String>) -> Self {
         Error::Decode {
             offset,

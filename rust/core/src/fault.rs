@@ -32,8 +32,14 @@ pub enum Op {
     Lock,
     /// Giving the temp file the replaced file's mode.
     Chmod,
+    /// Allocating the blocks of a large content ahead of its writes
+    /// (`fallocate`, best effort).
+    Reserve,
     /// One `write(2)` of the content.
     Write,
+    /// Giving back the blocks reserved beyond the content (`ftruncate`, best
+    /// effort).
+    Trim,
     /// Flushing the file's data to stable storage.
     FsyncFile,
     /// Naming the unnamed temp file (`linkat`).
@@ -48,7 +54,7 @@ pub enum Op {
 
 impl Op {
     /// Every operation, for test matrices.
-    pub const ALL: [Op; 15] = [
+    pub const ALL: [Op; 17] = [
         Op::Scan,
         Op::ScanOpen,
         Op::ScanLock,
@@ -58,7 +64,9 @@ impl Op {
         Op::Open,
         Op::Lock,
         Op::Chmod,
+        Op::Reserve,
         Op::Write,
+        Op::Trim,
         Op::FsyncFile,
         Op::Link,
         Op::Rename,
@@ -78,7 +86,9 @@ impl Op {
             Op::Open => "open",
             Op::Lock => "lock",
             Op::Chmod => "chmod",
+            Op::Reserve => "reserve",
             Op::Write => "write",
+            Op::Trim => "trim",
             Op::FsyncFile => "fsync_file",
             Op::Link => "link",
             Op::Rename => "rename",
@@ -94,6 +104,12 @@ impl Op {
             self,
             Op::Scan | Op::ScanOpen | Op::ScanLock | Op::ScanUnlink
         )
+    }
+
+    /// Whether a failure of this operation leaves the save going on: the
+    /// stale temp cleanup and the block reservation are optimisations.
+    pub fn is_best_effort(self) -> bool {
+        self.is_scan() || matches!(self, Op::Reserve | Op::Trim)
     }
 }
 
@@ -156,6 +172,23 @@ pub fn disarm() -> Record {
             .map(|st| st.record)
             .unwrap_or_default()
     })
+}
+
+/// The calling thread's armed plan, moved to a thread that does part of the
+/// same save (the write pipe's writer) and back, so a plan sees every
+/// operation of its save in order.
+pub(crate) struct Handoff(Option<State>);
+
+/// Takes the calling thread's plan (if any) for another thread.
+pub(crate) fn hand_off() -> Handoff {
+    Handoff(STATE.with(|s| s.borrow_mut().take()))
+}
+
+/// Installs a plan handed off by another thread in the calling thread.
+pub(crate) fn take_over(handoff: Handoff) {
+    if let Some(state) = handoff.0 {
+        STATE.with(|s| *s.borrow_mut() = Some(state));
+    }
 }
 
 /// Counts `op`; the injected error if it is the one to fail.

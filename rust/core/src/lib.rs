@@ -23,6 +23,7 @@ mod nesting;
 mod simd_isa;
 #[cfg(test)]
 mod test_support;
+mod write_pipe;
 
 pub use atomic_file::{AtomicFile, Options};
 pub use base64_decode::{decode, decode_into, decoded_len};
