@@ -27,12 +27,18 @@ class RawPickled:
 
 
 class PrePickled:
-    """A value already pickled (protocol 4) by the caller: only its base64 is written."""
+    """A value already pickled (protocol 4) by the caller, as the pieces the pickler wrote
+    (joined, they are the pickle): only their base64 is written, piece by piece, so a large
+    pickle is never joined into one more copy."""
 
-    __slots__ = ("payload",)
+    __slots__ = ("pieces",)
 
-    def __init__(self, payload: bytes) -> None:
-        self.payload = payload
+    def __init__(self, pieces: list[bytes]) -> None:
+        self.pieces = pieces
+
+    def payload(self) -> bytes:
+        """The whole pickle (a copy, unless it is one piece)."""
+        return self.pieces[0] if len(self.pieces) == 1 else b"".join(self.pieces)
 
 
 class PreEncodedJson:
@@ -97,7 +103,8 @@ def write_envelope(
                 writer.end_b64()
             elif isinstance(value, PrePickled):
                 writer.begin_b64()
-                writer.write(value.payload)
+                for piece in value.pieces:
+                    writer.write(piece)
                 writer.end_b64()
             elif isinstance(value, PreEncodedJson):
                 writer.write_raw(value.text)

@@ -360,8 +360,8 @@ class _Chunks(list[bytes]):
 
     The C pickler hands a large ``bytes`` payload (a numpy array's data) to ``write`` as it
     is, instead of copying it into its buffer as ``pickle.dumps`` does: the snapshot then
-    costs one copy of the data, not two. The pieces are joined (with the GIL released)
-    by the writer thread.
+    costs one copy of the data, not two. The writer thread encodes the pieces one after the
+    other; they are never joined.
     """
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
@@ -377,16 +377,10 @@ def _pickle_chunks(value: Any) -> list[bytes]:
 
 
 def _encoded(entries: list[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
-    """The snapshot as ``write_envelope`` entries, each value's pickled pieces joined just
-    before it is written (and then dropped, so only one joined copy exists at a time)."""
+    """The snapshot as ``write_envelope`` entries: a pickled value's pieces are written one
+    after the other, never joined (the snapshot is the only copy of the data)."""
     for key, value in entries:
-        if isinstance(value, list):
-            payload = value[0] if len(value) == 1 else b"".join(value)
-            value.clear()
-            yield key, PrePickled(payload)
-            del payload
-        else:
-            yield key, value
+        yield key, PrePickled(value) if isinstance(value, list) else value
 
 
 def _snapshot(data: dict[str, Any], data_format: Format) -> tuple[list[tuple[str, Any]], int]:
@@ -424,7 +418,7 @@ def _write_result(job: _PendingSave) -> None:
             return new
         if snapshot_format.pickled:
             # Our own pickles of the caller's values (never a file's): safe to load.
-            return {k: pickle.loads(v.payload) for k, v in new.items()}  # noqa: S301
+            return {k: pickle.loads(v.payload()) for k, v in new.items()}  # noqa: S301
         raise TypeError(
             f"Cannot save these results in the background: {path} became pickled "
             "after the call (another writer), and the values were snapshotted as "
