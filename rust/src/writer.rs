@@ -12,23 +12,32 @@ use crate::plaintext::escape;
 
 /// Writes below this size keep the GIL: releasing it costs more than they do.
 const DETACH_AT: usize = 64 * 1024;
-/// A buffer that is not `bytes` is copied and encoded in pieces of this size (57-byte
-/// lines fit it exactly, so no piece leaves a partial line behind).
-const COPY_PIECE: usize = 57 * 16 * 1024;
+/// A buffer that is not `bytes` is copied and encoded in pieces of the core's encoding step
+/// (57-byte lines fit it exactly, so no piece leaves a partial line behind; a 1 MiB array is
+/// one piece).
+const COPY_PIECE: usize = jobpersist_core::B64_STEP;
 
 /// An envelope being written to a temp file beside its target.
 #[pyclass(module = "jobpersist._native", name = "EnvelopeWriter")]
 pub struct NativeEnvelopeWriter {
     inner: Option<EnvelopeWriter>,
     in_b64: bool,
+    /// Where a buffer's pieces are copied: kept from one `write` to the next, since a fresh
+    /// allocation of this size costs fresh pages (page faults) on every call, and a value of
+    /// many 1 MiB arrays makes one call per array.
+    piece: Vec<u8>,
 }
 
 impl NativeEnvelopeWriter {
     fn inner(&mut self) -> PyResult<&mut EnvelopeWriter> {
-        self.inner
-            .as_mut()
-            .ok_or_else(|| misuse("the writer is already committed or aborted"))
+        usable(&mut self.inner)
     }
+}
+
+fn usable(inner: &mut Option<EnvelopeWriter>) -> PyResult<&mut EnvelopeWriter> {
+    inner
+        .as_mut()
+        .ok_or_else(|| misuse("the writer is already committed or aborted"))
 }
 
 #[pymethods]
@@ -89,7 +98,7 @@ impl NativeEnvelopeWriter {
         if !self.in_b64 {
             return Err(misuse("write() outside begin_b64()/end_b64()"));
         }
-        let inner = self.inner()?;
+        let inner = usable(&mut self.inner)?;
         if let Ok(bytes) = data.cast::<PyBytes>() {
             // Bytes are immutable and `data` keeps them alive, so the slice
             // stays valid while other threads run.
@@ -113,14 +122,26 @@ impl NativeEnvelopeWriter {
             .as_slice(py)
             .ok_or_else(|| unusable_buffer("write() needs a byte buffer"))?;
         inner.reserve_b64(cells.len());
-        let mut piece = Vec::with_capacity(COPY_PIECE.min(cells.len()));
+        let piece = &mut self.piece;
         for chunk in cells.chunks(COPY_PIECE) {
             piece.clear();
-            piece.extend(chunk.iter().map(|cell| cell.get()));
+            piece.reserve(chunk.len());
+            // SAFETY: `ReadOnlyCell<u8>` is `repr(transparent)` over `u8`, so `chunk` is
+            // `chunk.len()` readable bytes, which the buffer export keeps alive; the GIL is
+            // held, so no Python code writes them meanwhile; `piece` has room for them
+            // (reserved above) and does not overlap them (our own allocation).
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    chunk.as_ptr().cast::<u8>(),
+                    piece.as_mut_ptr(),
+                    chunk.len(),
+                );
+                piece.set_len(chunk.len());
+            }
             if piece.len() >= DETACH_AT {
-                py.detach(|| inner.write_b64(&piece))
+                py.detach(|| inner.write_b64(piece))
             } else {
-                inner.write_b64(&piece)
+                inner.write_b64(piece)
             }
             .map_err(to_pyerr)?;
         }
@@ -186,5 +207,6 @@ pub fn open_writer(py: Python<'_>, path: PathBuf, fsync: bool) -> PyResult<Nativ
     Ok(NativeEnvelopeWriter {
         inner: Some(inner),
         in_b64: false,
+        piece: Vec::new(),
     })
 }

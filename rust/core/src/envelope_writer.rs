@@ -22,10 +22,13 @@ const PIPE_AT: u64 = 8 << 20;
 /// JSON text of one full base64 line: 76 characters and an escaped `\n`.
 const LINE_TEXT_BYTES: u64 = 78;
 
-/// Input bytes encoded per step of `write_b64` (~1 MiB, whole lines), which
-/// bounds the buffer at about 2.4 MiB regardless of the value's size (and a
-/// piped save's memory at three such buffers).
-const B64_STEP: usize = (1 << 20) / LINE_INPUT_BYTES * LINE_INPUT_BYTES;
+/// Input bytes encoded per step of `write_b64`: whole lines, just over 1 MiB
+/// (so a 1 MiB array is one step), which bounds the buffer at about 2.4 MiB
+/// regardless of the value's size (and a piped save's memory at three such
+/// buffers). These stay in the CPU cache between the encoder and `write`:
+/// with 5 MiB buffers the native 256 MiB save took about twice as long here
+/// (medians 0.46 s and 0.21 s, both without the pipe).
+pub const B64_STEP: usize = 18 * 1024 * LINE_INPUT_BYTES;
 
 /// Streams a JSON envelope to a temp file and atomically replaces the target
 /// on [`commit`](EnvelopeWriter::commit). Dropping it without committing
@@ -176,7 +179,6 @@ impl EnvelopeWriter {
                 self.start_pipe();
             }
         } else if let Sink::Pipe(pipe) = &mut self.sink {
-            // A failure shows at the next flush.
             pipe.reserve(end);
         }
     }

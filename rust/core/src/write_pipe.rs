@@ -25,8 +25,10 @@ enum Msg {
     /// The file, first; then the caller's fault plan, so injected faults
     /// count the writer's operations in the order the save makes them.
     Start(Box<AtomicFile>, fault::Handoff),
-    Write(Vec<u8>),
-    Reserve(u64),
+    /// Bytes to write, after reserving the file's blocks up to `reserve` (if
+    /// more than is reserved): riding with the bytes, a reservation never
+    /// makes the caller wait for the writer.
+    Write { buf: Vec<u8>, reserve: u64 },
 }
 
 struct Finished {
@@ -44,6 +46,8 @@ pub(crate) struct WritePipe {
     handle: Option<JoinHandle<Option<Finished>>>,
     /// The path the save's errors name.
     shown: PathBuf,
+    /// The largest reservation asked for since the last write.
+    reserve: u64,
 }
 
 impl WritePipe {
@@ -65,6 +69,7 @@ impl WritePipe {
             spares: Mutex::new(spares),
             handle: Some(handle),
             shown: file.shown().to_path_buf(),
+            reserve: 0,
         };
         pipe.send(Msg::Start(file, fault::hand_off()));
         Ok(pipe)
@@ -84,13 +89,14 @@ impl WritePipe {
         };
         let spare = returned.unwrap_or_else(|| Vec::with_capacity(buf.capacity()));
         let full = std::mem::replace(buf, spare);
-        self.send(Msg::Write(full))
+        let reserve = std::mem::take(&mut self.reserve);
+        self.send(Msg::Write { buf: full, reserve })
     }
 
-    /// Queues a block reservation ([`AtomicFile::reserve`]) after the
-    /// writes queued so far.
-    pub(crate) fn reserve(&mut self, end: u64) -> bool {
-        self.send(Msg::Reserve(end))
+    /// Asks for a block reservation ([`AtomicFile::reserve`]) before the
+    /// next write.
+    pub(crate) fn reserve(&mut self, end: u64) {
+        self.reserve = self.reserve.max(end);
     }
 
     /// Waits for the queued writes: the file back, or the first write error
@@ -142,7 +148,8 @@ fn writer(rx: Receiver<Msg>, spares: mpsc::Sender<Vec<u8>>) -> Option<Finished> 
     let mut result = Ok(());
     for msg in rx.iter() {
         match msg {
-            Msg::Write(mut buf) => {
+            Msg::Write { mut buf, reserve } => {
+                file.reserve(reserve);
                 if let Err(e) = file.write_all(&buf) {
                     result = Err(e);
                     break;
@@ -151,7 +158,6 @@ fn writer(rx: Receiver<Msg>, spares: mpsc::Sender<Vec<u8>>) -> Option<Finished> 
                 // The caller may be gone (an abandoned save): nothing to do.
                 let _ = spares.send(buf);
             }
-            Msg::Reserve(end) => file.reserve(end),
             Msg::Start(..) => {}
         }
     }
