@@ -16,10 +16,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib
+import json
 import math
 import os
 import pickle
 import shutil
+import subprocess
+import sys
+import textwrap
 from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -149,6 +153,39 @@ def child_env(backend: str | None = None, **extra: str) -> dict[str, str]:
     env.setdefault("JOBPERSIST_FSYNC", "0")
     env.update(extra)
     return env
+
+
+_PEAK_HARNESS = """
+import json, os
+
+def _peak():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+
+{setup}
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # resets the peak to the current resident size
+with open("/proc/self/statm") as f:
+    _base = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+{action}
+print(json.dumps({{"extra": _peak() - _base}}))
+"""
+
+
+def peak_extra_memory(setup: str, action: str, env: dict[str, str]) -> int:
+    """How far the peak resident memory of a fresh interpreter grows during ``action`` (Python
+    source), run after ``setup``: Linux only (``/proc/self/clear_refs``)."""
+    script = _PEAK_HARNESS.format(
+        setup=textwrap.dedent(setup).strip(), action=textwrap.dedent(action).strip()
+    )
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    if env.get("JOBPERSIST_BACKEND") == "native" and "_native" in out.stderr:
+        pytest.fail(out.stderr)
+    assert out.returncode == 0, out.stderr
+    extra: int = json.loads(out.stdout.strip().splitlines()[-1])["extra"]
+    return extra
 
 
 # --------------------------------------------------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import datetime
-import json
 import os
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import JobEnv, child_env
+from conftest import JobEnv, child_env, peak_extra_memory
 
 import jobpersist
 from jobpersist import background
@@ -540,39 +539,18 @@ def test_exported_from_package() -> None:
         assert name in jobpersist.__all__
 
 
-_BACKGROUND_PEAK_SCRIPT = textwrap.dedent(
-    """
-    import json, os
-    import numpy as np
-    import jobpersist
-
-    def peak():
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-
-    data = {"w": np.random.default_rng(3).random(12 << 20), "n": 1}  # 96 MiB
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-    with open("/proc/self/statm") as f:
-        base = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    jobpersist.save_job_checkpoint_async(data, data_format="pickled_v4").result()
-    print(json.dumps({"extra": peak() - base}))
-    """
-)
-
-
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="Linux /proc only")
 @pytest.mark.parametrize("name", ["native", "python"])
 def test_a_background_save_copies_the_data_once(tmp_path: Path, name: str) -> None:
     # The snapshot is one copy of the array's data; the writer encodes its pieces as they are.
     # Joining them (as this code once did) would take a second copy: 2x the payload.
     env = child_env(name, AMZN_BRAKET_CHECKPOINT_DIR=str(tmp_path), AMZN_BRAKET_JOB_NAME="bg")
-    out = subprocess.run(
-        [sys.executable, "-c", _BACKGROUND_PEAK_SCRIPT], env=env, capture_output=True, text=True
-    )
-    assert out.returncode == 0, out.stderr
-    extra = json.loads(out.stdout.strip().splitlines()[-1])["extra"]
-    payload = 96 << 20
-    assert extra < payload * 1.2, f"peak extra {extra / (1 << 20):.0f} MiB for 96 MiB"
+    setup = """
+        import numpy as np
+        import jobpersist
+
+        data = {"w": np.random.default_rng(3).random(12 << 20), "n": 1}  # 96 MiB
+    """
+    action = 'jobpersist.save_job_checkpoint_async(data, data_format="pickled_v4").result()'
+    extra = peak_extra_memory(setup, action, env)
+    assert extra < (96 << 20) * 1.2, f"peak extra {extra / (1 << 20):.0f} MiB for 96 MiB"

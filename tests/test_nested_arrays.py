@@ -8,16 +8,14 @@ import copyreg
 import dataclasses
 import json
 import pickle
-import subprocess
 import sys
-import textwrap
 import warnings
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
 import pytest
-from conftest import Twin, child_env
+from conftest import Twin, child_env, peak_extra_memory
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -319,47 +317,24 @@ def test_any_nesting_is_pickle_dumps(parts: list[Any], data: st.DataObject) -> N
     assert out == pickle.dumps(value, protocol=4)
 
 
-_PEAK_SCRIPT = textwrap.dedent(
-    """
-    import json, os, sys
-    import numpy as np
-    import jobpersist
-
-    def peak():
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-
-    rng = np.random.default_rng(5)
-    data = {
-        "state": {f"w{i}": rng.random(1 << 20) for i in range(4)},
-        "params": [rng.random(1 << 17) for _ in range(64)],
-    }
-
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-    with open("/proc/self/statm") as f:
-        base = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    jobpersist.save_job_checkpoint(data, data_format="pickled_v4")
-    print(json.dumps({"extra": peak() - base}))
-    """
-)
-
-
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="Linux /proc only")
 @pytest.mark.parametrize("name", ["native", "python"])
 def test_nested_arrays_are_not_copied(tmp_path: Path, name: str) -> None:
     # 96 MiB of arrays in a nested dict and a list (64 x 1 MiB): a copy of the payload, or
     # the placeholders' pages kept resident, would show in the peak.
     env = child_env(name, AMZN_BRAKET_CHECKPOINT_DIR=str(tmp_path), AMZN_BRAKET_JOB_NAME="peak")
-    out = subprocess.run(
-        [sys.executable, "-c", _PEAK_SCRIPT], env=env, capture_output=True, text=True
-    )
-    if name == "native" and "_native" in out.stderr:
-        pytest.fail(out.stderr)
-    assert out.returncode == 0, out.stderr
-    extra = json.loads(out.stdout.strip().splitlines()[-1])["extra"]
+    setup = """
+        import numpy as np
+        import jobpersist
+
+        rng = np.random.default_rng(5)
+        data = {
+            "state": {f"w{i}": rng.random(1 << 20) for i in range(4)},
+            "params": [rng.random(1 << 17) for _ in range(64)],
+        }
+    """
+    action = 'jobpersist.save_job_checkpoint(data, data_format="pickled_v4")'
+    extra = peak_extra_memory(setup, action, env)
     assert extra < 16 << 20, f"peak extra {extra / (1 << 20):.0f} MiB for 96 MiB of arrays"
 
 
