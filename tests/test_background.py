@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import JobEnv, child_env, peak_extra_memory
+from conftest import JobEnv, child_env, peak_extra_memory, require_backend
 
 import jobpersist
 from jobpersist import background
@@ -542,6 +542,7 @@ def test_exported_from_package() -> None:
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="Linux /proc only")
 @pytest.mark.parametrize("name", ["native", "python"])
 def test_a_background_save_copies_the_data_once(tmp_path: Path, name: str) -> None:
+    require_backend(name)
     # The snapshot is one copy of the array's data; the writer encodes its pieces as they are.
     # Joining them (as this code once did) would take a second copy: 2x the payload.
     env = child_env(name, AMZN_BRAKET_CHECKPOINT_DIR=str(tmp_path), AMZN_BRAKET_JOB_NAME="bg")
