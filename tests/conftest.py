@@ -174,9 +174,14 @@ print(json.dumps({{"extra": _peak() - _base}}))
 """
 
 
-def peak_extra_memory(setup: str, action: str, env: dict[str, str]) -> int:
-    """How far the peak resident memory of a fresh interpreter grows during ``action`` (Python
-    source), run after ``setup``: Linux only (``/proc/self/clear_refs``)."""
+def peak_extra_memory(backend: str, directory: Path, setup: str, action: str) -> int:
+    """How far the peak resident memory of a fresh interpreter on ``backend`` (checkpoints in
+    ``directory``) grows during ``action`` (Python source), run after ``setup``. Linux only
+    (``/proc/self/clear_refs``): skipped elsewhere, as the native leg of a pure-Python run."""
+    if not Path("/proc/self/clear_refs").exists():
+        pytest.skip("Linux /proc only")
+    require_backend(backend)
+    env = child_env(backend, AMZN_BRAKET_CHECKPOINT_DIR=str(directory), AMZN_BRAKET_JOB_NAME="peak")
     script = _PEAK_HARNESS.format(
         setup=textwrap.dedent(setup).strip(), action=textwrap.dedent(action).strip()
     )
