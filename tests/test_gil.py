@@ -13,11 +13,25 @@ import jobpersist
 from jobpersist import PersistedJobDataFormat, _codec
 
 
+def _bytes_value() -> dict[str, object]:
+    return {"blob": bytes(range(256)) * (128 * 4096)}  # 128 MiB
+
+
+def _array_value() -> dict[str, object]:
+    # An array's memory is encoded with the GIL held, a step (1 MiB) at a time; the writes
+    # of the text release it.
+    np = pytest.importorskip("numpy")
+    return {"blob": np.random.default_rng(3).random(16 << 20)}  # 128 MiB
+
+
 @pytest.mark.usefixtures("job_env")
-def test_other_threads_run_during_a_large_native_save(backend: str) -> None:
+@pytest.mark.parametrize("make_value", [_bytes_value, _array_value], ids=["bytes", "array"])
+def test_other_threads_run_during_a_large_native_save(
+    backend: str, make_value: Callable[[], dict[str, object]]
+) -> None:
     if backend != "native":
         pytest.skip("the GIL release is the native backend's promise")
-    value = {"blob": bytes(range(256)) * (128 * 4096)}  # 128 MiB
+    value = make_value()
     started = threading.Event()
     stop = threading.Event()
     counts: list[int] = [0]

@@ -12,20 +12,16 @@ use crate::plaintext::escape;
 
 /// Writes below this size keep the GIL: releasing it costs more than they do.
 const DETACH_AT: usize = 64 * 1024;
-/// A buffer that is not `bytes` is copied and encoded in pieces of the core's encoding step
-/// (57-byte lines fit it exactly, so no piece leaves a partial line behind; a 1 MiB array is
-/// one piece).
-const COPY_PIECE: usize = jobpersist_core::B64_STEP;
+/// A buffer that is not `bytes` is encoded in steps of the core's encoding step (57-byte
+/// lines fit it exactly, so no step leaves a partial line behind; a 1 MiB array is one
+/// step).
+const ENCODE_STEP: usize = jobpersist_core::B64_STEP;
 
 /// An envelope being written to a temp file beside its target.
 #[pyclass(module = "jobpersist._native", name = "EnvelopeWriter")]
 pub struct NativeEnvelopeWriter {
     inner: Option<EnvelopeWriter>,
     in_b64: bool,
-    /// Where a buffer's pieces are copied: kept from one `write` to the next, since a fresh
-    /// allocation of this size costs fresh pages (page faults) on every call, and a value of
-    /// many 1 MiB arrays makes one call per array.
-    piece: Vec<u8>,
 }
 
 impl NativeEnvelopeWriter {
@@ -112,8 +108,9 @@ impl NativeEnvelopeWriter {
             return Ok(slice.len());
         }
         // bytearray, memoryview (a numpy array's memory): Python code may change them, so
-        // each piece is copied into our own buffer with the GIL held, then encoded and
-        // written without it. The copy stays in the cache; a whole `bytes(data)` would not.
+        // they are read (encoded) with the GIL held, a step at a time, and the text is
+        // written without it. Copying them out to encode without the GIL would cost as
+        // much as encoding them.
         let buffer = PyBuffer::<u8>::get(data)?;
         if !buffer.is_c_contiguous() {
             return Err(unusable_buffer("write() needs a contiguous buffer"));
@@ -122,28 +119,16 @@ impl NativeEnvelopeWriter {
             .as_slice(py)
             .ok_or_else(|| unusable_buffer("write() needs a byte buffer"))?;
         inner.reserve_b64(cells.len());
-        let piece = &mut self.piece;
-        for chunk in cells.chunks(COPY_PIECE) {
-            piece.clear();
-            piece.reserve(chunk.len());
+        for chunk in cells.chunks(ENCODE_STEP) {
             // SAFETY: `ReadOnlyCell<u8>` is `repr(transparent)` over `u8`, so `chunk` is
-            // `chunk.len()` readable bytes, which the buffer export keeps alive; the GIL is
-            // held, so no Python code writes them meanwhile; `piece` has room for them
-            // (reserved above) and does not overlap them (our own allocation).
-            unsafe {
-                std::ptr::copy_nonoverlapping(
-                    chunk.as_ptr().cast::<u8>(),
-                    piece.as_mut_ptr(),
-                    chunk.len(),
-                );
-                piece.set_len(chunk.len());
+            // `chunk.len()` readable bytes, which the buffer export keeps alive; the slice
+            // lives only while the GIL is held, so no Python code writes them meanwhile.
+            let bytes =
+                unsafe { std::slice::from_raw_parts(chunk.as_ptr().cast::<u8>(), chunk.len()) };
+            inner.encode_b64(bytes);
+            if inner.is_full() {
+                py.detach(|| inner.flush_full()).map_err(to_pyerr)?;
             }
-            if piece.len() >= DETACH_AT {
-                py.detach(|| inner.write_b64(piece))
-            } else {
-                inner.write_b64(piece)
-            }
-            .map_err(to_pyerr)?;
         }
         Ok(cells.len())
     }
@@ -207,6 +192,5 @@ pub fn open_writer(py: Python<'_>, path: PathBuf, fsync: bool) -> PyResult<Nativ
     Ok(NativeEnvelopeWriter {
         inner: Some(inner),
         in_b64: false,
-        piece: Vec::new(),
     })
 }

@@ -203,6 +203,27 @@ impl EnvelopeWriter {
         Ok(())
     }
 
+    /// Encodes `data` (at most [`B64_STEP`] bytes) into the buffer without
+    /// writing anything, for a caller that must not wait for a write while it
+    /// holds `data` (Python's buffers are read with the GIL held). It then
+    /// writes with [`flush_full`](Self::flush_full) once it has let go.
+    pub fn encode_b64(&mut self, data: &[u8]) {
+        debug_assert!(data.len() <= B64_STEP);
+        self.encoder.push(data, &mut self.buf);
+    }
+
+    /// Whether the buffer is due to be written ([`flush_full`](Self::flush_full)).
+    pub fn is_full(&self) -> bool {
+        self.buf.len() >= FLUSH_THRESHOLD
+    }
+
+    /// Writes the buffer out if it is full: after [`encode_b64`](Self::encode_b64),
+    /// which keeps the buffer within one step of the threshold if called once
+    /// per step.
+    pub fn flush_full(&mut self) -> Result<()> {
+        self.maybe_flush()
+    }
+
     /// Closes the base64 value: writes the padded tail, the final separator
     /// and the closing quote.
     pub fn end_b64_string(&mut self) -> Result<()> {
