@@ -7,6 +7,7 @@ import base64
 import copyreg
 import dataclasses
 import json
+import os
 import pickle
 import sys
 import warnings
@@ -343,3 +344,31 @@ def test_arrays_from_the_threshold_on_stream() -> None:
     assert stream_dump([at])[1].swapped == 1
     # A threshold below the frame size is refused at dump time, not written (see above).
     assert _array_pickle._MIN_BYTES >= _array_pickle._FRAME_BYTES
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/statm")
+def test_placeholders_hold_no_memory(backend: str) -> None:
+    from jobpersist import _codec
+
+    def resident() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    size, count = 4 << 20, 16
+    # Memory the process used and freed, still resident: freeing an 8 MiB block raises
+    # glibc's mmap threshold, so the 4 MiB blocks come from the heap, and the 1 MiB block
+    # after them keeps the heap from shrinking when they are freed. The placeholders then take
+    # that memory; holding it, they would make the next allocation take fresh pages.
+    big = bytearray(8 << 20)
+    del big
+    churn = [b"\x01" * size for _ in range(count)]
+    pin = b"\x03" * (1 << 20)
+    del churn
+    before = resident()
+    held = [_codec.CODEC.placeholder(size) for _ in range(count)]
+    touched = b"\x02" * (size * count)
+    grown = resident() - before
+    assert all(type(b) is bytes and len(b) == size for b in held)
+    assert len(touched) == size * count and len(pin) == 1 << 20
+    assert grown < (size * count) // 2, f"{grown >> 20} MiB more resident"
+    assert _codec.CODEC.placeholder(0) == b""

@@ -17,6 +17,7 @@
 
 mod errors;
 mod faults;
+mod placeholder;
 mod plaintext;
 mod reader;
 mod writer;
@@ -28,6 +29,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<writer::NativeEnvelopeWriter>()?;
     m.add_function(wrap_pyfunction!(writer::open_writer, m)?)?;
     m.add_function(wrap_pyfunction!(writer::encode_json, m)?)?;
+    m.add_function(wrap_pyfunction!(placeholder::placeholder, m)?)?;
     m.add_class::<reader::NativeFileData>()?;
     m.add_class::<reader::NativeValueReader>()?;
     m.add("DecodeError", m.py().get_type::<errors::DecodeError>())?;

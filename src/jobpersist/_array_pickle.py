@@ -31,12 +31,12 @@ from __future__ import annotations
 
 import copyreg
 import functools
-import mmap
 import pickle
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from jobpersist import _codec
 from jobpersist._codec import Buffer, EnvelopeWriter
 
 # The C pickler's frame size (FRAME_SIZE_TARGET in Modules/_pickle.c): a payload at least
@@ -193,7 +193,7 @@ class PickleStream:
             return obj.__reduce_ex__(4)  # pickle's own way, whatever it does
         flags = ndarray.flags.__get__(obj)
         fortran = flags.f_contiguous and not flags.c_contiguous
-        placeholder = _placeholder(self._np, ndarray.nbytes.__get__(obj))
+        placeholder = _placeholder(ndarray.nbytes.__get__(obj))
         state = reduced[2]
         self._pending[id(placeholder)] = (placeholder, ndarray.view(obj, ndarray))
         if not self.redirected:
@@ -269,49 +269,20 @@ def _reduce_extra(cls: type, ndarray: type) -> int | None:
     return None
 
 
-@functools.cache
-def _native_calls() -> tuple[Any, Any] | None:
-    """libc's ``madvise`` and ``PyBytes_FromStringAndSize``, where ctypes reaches them."""
-    if not hasattr(mmap, "MADV_DONTNEED"):
-        return None
-    try:
-        import ctypes
+def _placeholder(size: int) -> bytes:
+    """A new ``bytes`` of ``size`` whose contents are never read.
 
-        madvise = ctypes.CDLL(None, use_errno=True).madvise
-        new_bytes = ctypes.pythonapi.PyBytes_FromStringAndSize
-    except (ImportError, OSError, AttributeError):
-        return None
-    madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
-    madvise.restype = ctypes.c_int
-    new_bytes.argtypes = (ctypes.c_void_p, ctypes.c_ssize_t)
-    new_bytes.restype = ctypes.py_object
-    return madvise, new_bytes
-
-
-def _placeholder(np: Any, size: int) -> bytes:
-    """A new ``bytes`` of ``size`` that holds no memory: its contents are never read.
-
-    The pickler's memo keeps every placeholder until the value is done. ``bytes(n)`` is
-    calloc'd, but below glibc's mmap threshold (raised up to 32 MiB by every large block
-    freed, such as the writers' buffers) calloc takes memory the process already used and
-    zeroes it: a value holding 256 arrays of 1 MiB held 256 MiB of zeros. Here the bytes
-    are left uninitialised (``PyBytes_FromStringAndSize(NULL, n)``: no page touched) and
-    the whole pages inside them given back to the system (``MADV_DONTNEED``). That is only
-    for placeholders the C pickler always hands to ``write`` whole (a frame or more): a
-    smaller one would be copied into a frame, and is zeros.
+    The pickler's memo keeps every placeholder until the value is done, so they must cost no
+    memory: the codec's are left uninitialised (no page of them touched). ``bytes(n)`` would
+    be zeroed by calloc, which below glibc's mmap threshold (raised up to 32 MiB by every
+    large block freed, such as the writers' buffers) takes memory the process gave back and
+    makes it resident again: a value holding 256 arrays of 1 MiB held 256 MiB of zeros. A
+    placeholder smaller than a frame is copied into one, and the dump then fails (see
+    ``PickleStream.finish``): that one is zeros, so no stale memory is ever copied.
     """
-    calls = _native_calls()
-    if calls is None or size < _FRAME_BYTES:
+    if size < _FRAME_BYTES:
         return bytes(size)
-    madvise, new_bytes = calls
-    placeholder: bytes = new_bytes(None, size)
-    start = np.frombuffer(placeholder, dtype=np.uint8).__array_interface__["data"][0]
-    first = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE
-    end = (start + size) // mmap.PAGESIZE * mmap.PAGESIZE
-    if end > first:
-        # Only whole pages inside the placeholder's data: nothing else lives there.
-        madvise(first, end - first, mmap.MADV_DONTNEED)
-    return placeholder
+    return _codec.CODEC.placeholder(size)
 
 
 def _point(target: functools.partial[Any], write: Callable[[Any], Any]) -> None:

@@ -108,6 +108,10 @@ class Codec(Protocol):
     def open_writer(self, path: str, fsync: bool) -> EnvelopeWriter:
         """Starts an atomic write of ``path``."""
 
+    def placeholder(self, size: int) -> bytes:
+        """A new ``bytes`` of ``size`` whose contents are left uninitialised (none of its
+        pages touched): it stands in for an array's data, which the writer writes instead."""
+
     def read_file(self, path: str) -> FileData:
         """Reads the file at ``path``.
 

@@ -24,6 +24,7 @@ __all__ = [
     "encode_json",
     "envelope_tail",
     "open_writer",
+    "placeholder",
     "read_file",
 ]
 
@@ -66,6 +67,7 @@ class FileData:
 def read_file(path: str | PathLike[str]) -> FileData: ...
 def encode_json(key: Any, value: Any, convert: _Convert) -> bytes: ...
 def open_writer(path: str | PathLike[str], fsync: bool) -> EnvelopeWriter: ...
+def placeholder(size: int) -> bytes: ...
 def base64_isa() -> str:
     """The instruction set of the base64 code on this machine: ``"avx2"``, ``"ssse3"``,
     ``"neon"``, ``"simd128"`` or ``"fallback"``."""

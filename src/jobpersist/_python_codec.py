@@ -13,6 +13,7 @@ import functools
 import gc
 import itertools
 import json
+import mmap
 import operator
 import os
 import re
@@ -182,6 +183,49 @@ def encode_json(key: Any, value: Any, convert: Convert) -> bytes:
 def open_writer(path: str, fsync: bool) -> PyEnvelopeWriter:
     """Starts an atomic write of ``path``."""
     return PyEnvelopeWriter(path, fsync)
+
+
+@functools.cache
+def _native_calls() -> tuple[Any, Any, Any] | None:
+    """CPython's ``PyBytes_FromStringAndSize``, libc's ``madvise`` and a function giving a
+    ``bytes``' data address, where ctypes reaches them."""
+    if not hasattr(mmap, "MADV_DONTNEED"):
+        return None
+    try:
+        import ctypes
+
+        new_bytes = ctypes.pythonapi.PyBytes_FromStringAndSize
+        madvise = ctypes.CDLL(None, use_errno=True).madvise
+    except (ImportError, OSError, AttributeError):
+        return None
+    new_bytes.argtypes = (ctypes.c_void_p, ctypes.c_ssize_t)
+    new_bytes.restype = ctypes.py_object
+    madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    madvise.restype = ctypes.c_int
+
+    def address(data: bytes) -> int:
+        # A c_char_p made from bytes points into them.
+        return ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p).value or 0
+
+    return new_bytes, madvise, address
+
+
+def placeholder(size: int) -> bytes:
+    """A new ``bytes`` of ``size`` that holds no memory (zeros where ctypes is missing): left
+    uninitialised, with the whole pages inside it given back to the system, as the native
+    codec's (see ``jobpersist._array_pickle``)."""
+    calls = _native_calls()
+    if calls is None:
+        return bytes(size)
+    new_bytes, madvise, address = calls
+    made: bytes = new_bytes(None, size)
+    start = address(made)
+    first = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE
+    end = (start + size) // mmap.PAGESIZE * mmap.PAGESIZE
+    if end > first:
+        # Only whole pages inside the data: nothing else lives there.
+        madvise(first, end - first, mmap.MADV_DONTNEED)
+    return made
 
 
 # ------------------------------------------------------------------------------- loading

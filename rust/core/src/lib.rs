@@ -20,6 +20,7 @@ mod float_repr;
 mod int_format;
 mod json_escape;
 mod nesting;
+mod pages;
 mod simd_isa;
 #[cfg(test)]
 mod test_support;
@@ -36,4 +37,5 @@ pub use float_repr::{write_float_repr, write_json_float};
 pub use int_format::write_i64;
 pub use json_escape::{escape_code_points, escape_str};
 pub use nesting::{Nesting, NestingError, MAX_DEPTH};
+pub use pages::discard_pages;
 pub use simd_isa::base64_isa;
