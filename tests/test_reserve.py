@@ -91,6 +91,19 @@ def test_a_large_save_reserves_then_trims(
     assert temp_leftovers(job_env.checkpoint_dir) == []
 
 
+def test_many_large_values_reserve_ahead(job_env: JobEnv, spy: Callable[[], list[str]]) -> None:
+    # 48 arrays of 1 MiB, each announced on its own: the reservations run ahead of them by as
+    # much as is written, so there are a few, not one per array.
+    data = {"params": [np.full(1 << 17, float(i)) for i in range(48)]}
+    jobpersist.save_job_checkpoint(data, "", "pickled_v4")
+    calls = spy()
+    assert 2 <= calls.count("reserve") <= 10, calls
+    assert calls[-1] == "trim", calls
+    path = job_env.checkpoint_path
+    assert allocated(path) < path.stat().st_size + (256 << 10)
+    assert pickle_equal(jobpersist.load_job_checkpoint(allow_pickle=True), data)
+
+
 def test_a_small_save_reserves_nothing(job_env: JobEnv, spy: Callable[[], list[str]]) -> None:
     jobpersist.save_job_checkpoint({"w": np.ones(1000), "n": 1}, "", "pickled_v4")
     jobpersist.save_job_checkpoint({"w": [0.5] * 1000}, "", "plaintext")

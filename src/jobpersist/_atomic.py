@@ -42,6 +42,8 @@ _O_TMPFILE: int = getattr(os, "O_TMPFILE", 0)
 _PROC_FD = "/proc/self/fd"
 # fallocate(2) mode: allocate blocks without changing the file's size.
 _FALLOC_FL_KEEP_SIZE = 1
+# The most ``AtomicFile.reserve`` reserves beyond what it is asked for (as rust/core's).
+_RESERVE_AHEAD = 64 << 20
 
 
 @functools.cache
@@ -237,6 +239,9 @@ class AtomicFile:
         start = max(self.reserved, self.len)
         if not self.reserving or end <= start:
             return
+        # Ahead by as much as is written (at most _RESERVE_AHEAD): a file of many large
+        # values then makes a few calls, not one per value; as the Rust writer does.
+        end += min(self.len, _RESERVE_AHEAD)
         try:
             _fallocate(self.fd, start, end - start)
         except OSError:

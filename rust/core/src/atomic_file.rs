@@ -55,6 +55,8 @@ const MAX_CREATE_ATTEMPTS: usize = 100;
 /// `fallocate` mode: allocate blocks without changing the file's size.
 #[cfg(any(target_os = "linux", target_os = "android"))]
 const FALLOC_FL_KEEP_SIZE: libc::c_int = 0x01;
+/// The most [`AtomicFile::reserve`] reserves beyond what it is asked for.
+const RESERVE_AHEAD: u64 = 64 << 20;
 
 /// Replacing a file at least this big frees its pages off the caller's path.
 const DEFER_FREE_AT: u64 = 32 << 20;
@@ -611,6 +613,11 @@ impl AtomicFile {
             return;
         }
         let start = self.reserved.max(self.len);
+        // A file of many large values (a list of 1 MiB arrays) asks once per value: each
+        // call costs about 40 us here, in the thread that writes. Reserving ahead as much
+        // as is already written (at most RESERVE_AHEAD) makes that a few calls per file,
+        // and a file's first reservation (a single large value's) stays exact.
+        let end = end.saturating_add(self.len.min(RESERVE_AHEAD));
         let (Ok(offset), Ok(count)) = (
             libc::off_t::try_from(start),
             libc::off_t::try_from(end - start),
@@ -899,6 +906,40 @@ mod tests {
             let blocks = fs::metadata(&target).unwrap().blocks();
             assert!(blocks * 512 < 1 << 20, "{blocks} blocks kept");
         }
+    }
+
+    #[test]
+    fn many_values_in_a_row_reserve_ahead_in_few_calls() {
+        let d = TempDir::new("reserve-ahead");
+        let target = d.0.join("ckpt.json");
+        let mut f = AtomicFile::create_with(&target, options(false, true)).unwrap();
+        let value = vec![b'x'; 1 << 20];
+        fault::arm(fault::Plan::default());
+        for _ in 0..96 {
+            // What a writer asks before each 1 MiB value: its size and some slack.
+            let end = f.len() + (2 << 20);
+            f.reserve(end);
+            assert!(f.reserved >= end);
+            f.write_all(&value).unwrap();
+        }
+        let reserves = fault::disarm()
+            .ops
+            .iter()
+            .filter(|&&op| op == Op::Reserve)
+            .count();
+        // Ahead by as much as is written: about log2(96) calls, not 96.
+        assert!((2..=10).contains(&reserves), "{reserves} reservations");
+        // Never more than RESERVE_AHEAD past what was asked.
+        assert!(f.reserved <= f.len() + (2 << 20) + RESERVE_AHEAD);
+        f.commit().unwrap();
+        use std::os::unix::fs::MetadataExt;
+        let meta = fs::metadata(&target).unwrap();
+        assert_eq!(meta.len(), 96 << 20);
+        assert!(
+            meta.blocks() * 512 < (97 << 20),
+            "{} blocks kept",
+            meta.blocks()
+        );
     }
 
     #[test]
