@@ -155,12 +155,31 @@ class PickleStream:
         min_bytes = self._min_bytes
         reduce_array = self._reduce_array
         if cls is ndarray:
+            # dtype -> (function, arguments' marker, version): numpy's reduce of a plain
+            # array, checked once per dtype (see _plain_form), then built here directly.
+            forms: dict[Any, Any] = {}
+            plain_form = self._plain_form
+            stand_in = self._stand_in
 
             def reduce_plain(obj: Any) -> Any:
                 if obj.nbytes < min_bytes:
                     # What ndarray.__reduce_ex__(4) returns, one lookup sooner.
                     return obj.__reduce__()
-                return reduce_array(obj, cls, 0)
+                dtype = obj.dtype
+                form = forms.get(dtype, _UNSEEN)
+                if form is _UNSEEN:
+                    form = plain_form(obj, dtype, forms)
+                if form is None:
+                    return reduce_array(obj, cls, 0)
+                func, marker, version = form
+                # New tuples, as numpy makes (a tuple met twice is memoized): the shape by
+                # attribute lookup, as numpy takes it; the array's own dtype object.
+                zero = 0
+                return (
+                    func,
+                    (cls, (zero,), marker),
+                    (version, obj.shape, dtype, _fortran(obj.flags), stand_in(obj)),
+                )
 
             return reduce_plain
 
@@ -191,18 +210,55 @@ class PickleStream:
             numpy_form = False
         if not numpy_form:
             return obj.__reduce_ex__(4)  # pickle's own way, whatever it does
-        flags = ndarray.flags.__get__(obj)
-        fortran = flags.f_contiguous and not flags.c_contiguous
-        placeholder = _placeholder(ndarray.nbytes.__get__(obj))
         state = reduced[2]
+        # numpy takes the shape by attribute lookup, as here; the dtype is the array's own
+        # object (the memo references it by identity).
+        fortran = _fortran(ndarray.flags.__get__(obj))
+        new_state = (state[0], obj.shape, dtype, fortran, self._stand_in(obj), *state[5:])
+        return (reduced[0], reduced[1], new_state)
+
+    def _stand_in(self, obj: Any) -> bytes:
+        """A placeholder for ``obj``'s data (an ndarray of any type), which the writes swap
+        for its memory."""
+        ndarray = self._np.ndarray
+        placeholder = _placeholder(ndarray.nbytes.__get__(obj))
         self._pending[id(placeholder)] = (placeholder, ndarray.view(obj, ndarray))
         if not self.redirected:
             self.redirected.append(True)
             _point(self._target, self._swapping_write)
-        # numpy takes the shape by attribute lookup, as here; the dtype is the array's own
-        # object (the memo references it by identity).
-        new_state = (state[0], obj.shape, dtype, fortran, placeholder, *state[5:])
-        return (reduced[0], reduced[1], new_state)
+        return placeholder
+
+    def _plain_form(
+        self, obj: Any, dtype: Any, forms: dict[Any, Any]
+    ) -> tuple[Any, bytes, int] | None:
+        """numpy's reduce of a plain ndarray of ``dtype``, as ``(function, marker,
+        version)``, or None if it is not numpy's usual form (such arrays take
+        ``_reduce_array``); recorded in ``forms`` either way.
+
+        Built from two reduces of an empty array, which must have the usual form and make
+        new tuples each time but share the marker object (pickle memoizes by identity)."""
+        forms[dtype] = None
+        if dtype.flags & _NOT_RAW:
+            return None
+        ndarray = self._np.ndarray
+        try:
+            source = obj if obj.ndim else ndarray.reshape(obj, 1)
+            empty = ndarray.__getitem__(source, slice(0, 0))
+            first, second = empty.__reduce_ex__(4), empty.__reduce_ex__(4)
+            usual = (
+                self._numpy_form(first, ndarray, empty, 0)
+                and self._numpy_form(second, ndarray, empty, 0)
+                and first[1] is not second[1]
+                and first[1][1] is not second[1][1]
+                and first[1][2] is second[1][2]
+            )
+        except Exception:
+            usual = False
+        if not usual:
+            return None
+        form = (first[0], first[1][2], first[2][0])
+        forms[dtype] = form
+        return form
 
     def _numpy_form(self, reduced: Any, cls: type, empty: Any, extra: int) -> bool:
         """Whether ``reduced`` is numpy's reduce of the empty view ``empty`` of type ``cls``
@@ -233,6 +289,8 @@ class PickleStream:
 
 
 _REDUCE_NAMES = ("__reduce__", "__reduce_ex__")
+# A dtype not looked at yet (None records one whose arrays are not reduced the usual way).
+_UNSEEN = object()
 
 
 def _array_types(ndarray: type) -> dict[type, int]:
@@ -267,6 +325,12 @@ def _reduce_extra(cls: type, ndarray: type) -> int | None:
         ):
             return extra
     return None
+
+
+def _fortran(flags: Any) -> bool:
+    """numpy's ``is_fortran`` for an array's ``flags``: Fortran-contiguous and not
+    C-contiguous."""
+    return bool(flags.f_contiguous and not flags.c_contiguous)
 
 
 def _placeholder(size: int) -> bytes:
