@@ -153,6 +153,12 @@ CASES: list[tuple[str, Any, int]] = [
     ("tensor fortran", pnp.tensor(np.asfortranarray(RNG.random((200, 90)))), 1),
     *((f"dtype {d}", {"x": [_typed(d)]}, 1) for d in DTYPES),
     ("bool", RNG.random(160_000) > 0.5, 1),
+    # One value, several dtypes and layouts: each dtype's form is checked once, then reused.
+    (
+        "dtypes mixed",
+        [BIG, BIG.astype(">f8"), BIG2.astype("f4"), F_ORDER, BIG2.astype("<i4"), BIG, BIG2[::2]],
+        6,
+    ),
     ("float16 2d", RNG.random((400, 200)).astype(np.float16), 1),
 ]
 
