@@ -336,11 +336,11 @@ def _fortran(flags: Any) -> bool:
 def _placeholder(size: int) -> bytes:
     """A new ``bytes`` of ``size`` whose contents are never read.
 
-    The pickler's memo keeps every placeholder until the value is done, so they must cost no
-    memory: the codec's are left uninitialised (no page of them touched). ``bytes(n)`` would
-    be zeroed by calloc, which below glibc's mmap threshold (raised up to 32 MiB by every
-    large block freed, such as the writers' buffers) takes memory the process gave back and
-    makes it resident again: a value holding 256 arrays of 1 MiB held 256 MiB of zeros. A
+    The pickler's memo keeps every placeholder until the value is done, so they must hold no
+    memory: the codec's are left uninitialised (no page touched), and the whole pages inside
+    them are given back to the system, since the allocator may place them in memory the
+    process freed but still holds (a value of 256 arrays of 1 MiB once held 256 MiB of
+    zeros; without the giving back, the fallback's own buffers then needed fresh pages). A
     placeholder smaller than a frame is copied into one, and the dump then fails (see
     ``PickleStream.finish``): that one is zeros, so no stale memory is ever copied.
     """
