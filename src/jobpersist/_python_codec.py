@@ -220,6 +220,8 @@ def placeholder(size: int) -> bytes:
     new_bytes, madvise, address = calls
     made: bytes = new_bytes(None, size)
     start = address(made)
+    if not start:
+        return made
     first = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE
     end = (start + size) // mmap.PAGESIZE * mmap.PAGESIZE
     if end > first:
