@@ -202,8 +202,7 @@ class PickleStream:
         try:
             # An empty view of the same type: numpy's reduce of it costs nothing and is the
             # array's, but for the shape, the Fortran flag and the data.
-            source = obj if ndarray.ndim.__get__(obj) else ndarray.reshape(obj, 1)
-            empty = ndarray.__getitem__(source, slice(0, 0))
+            empty = _empty_view(ndarray, obj)
             reduced = empty.__reduce_ex__(4)
             numpy_form = self._numpy_form(reduced, cls, empty, extra)
         except Exception:
@@ -242,8 +241,7 @@ class PickleStream:
             return None
         ndarray = self._np.ndarray
         try:
-            source = obj if obj.ndim else ndarray.reshape(obj, 1)
-            empty = ndarray.__getitem__(source, slice(0, 0))
+            empty = _empty_view(ndarray, obj)
             first, second = empty.__reduce_ex__(4), empty.__reduce_ex__(4)
             usual = (
                 self._numpy_form(first, ndarray, empty, 0)
@@ -325,6 +323,12 @@ def _reduce_extra(cls: type, ndarray: type) -> int | None:
         ):
             return extra
     return None
+
+
+def _empty_view(ndarray: Any, obj: Any) -> Any:
+    """An empty view of ``obj`` of the same type (a 0-d array is viewed as 1-d first)."""
+    source = obj if ndarray.ndim.__get__(obj) else ndarray.reshape(obj, 1)
+    return ndarray.__getitem__(source, slice(0, 0))
 
 
 def _fortran(flags: Any) -> bool:
