@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use jobpersist_core::{Error, NestingError, MAX_DEPTH};
+use jobpersist_core::{Crossing, Error, NestingError, MAX_DEPTH};
 use pyo3::exceptions::{PyBufferError, PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::PyErr;
 
@@ -18,6 +18,19 @@ pyo3::create_exception!(
     PyValueError,
     "A value is not strict wrapped base64; the caller decodes it on the exact path."
 );
+
+pyo3::create_exception!(
+    jobpersist._native,
+    FrameError,
+    PyValueError,
+    "A pickle read from a file would not read as from bytes: args (offset, frame length)."
+);
+
+/// An opcode crossing the end of a frame the unpickler reads whole: `FrameError(offset,
+/// frame length)`, which the caller words (with the key) for both backends.
+pub fn frame_crossing(crossing: Crossing) -> PyErr {
+    FrameError::new_err((crossing.at, crossing.frame))
+}
 
 /// `Io` becomes the `OSError` subclass its errno selects (`OSError(errno,
 /// strerror, filename)` picks it), naming the user's path; `Decode` becomes

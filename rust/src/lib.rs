@@ -33,6 +33,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<reader::NativeFileData>()?;
     m.add_class::<reader::NativeValueReader>()?;
     m.add("DecodeError", m.py().get_type::<errors::DecodeError>())?;
+    m.add("FrameError", m.py().get_type::<errors::FrameError>())?;
+    m.add("PICKLE_PEEK_SIZE", jobpersist_core::PEEK_SIZE)?;
     m.add_function(wrap_pyfunction!(reader::read_file, m)?)?;
     m.add_function(wrap_pyfunction!(base64_isa, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

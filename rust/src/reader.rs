@@ -6,12 +6,14 @@ use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use jobpersist_core::{decode_into, decoded_len, scan, Error, FileSource, ScanSource, SpanDecoder};
+use jobpersist_core::{
+    decode_into, decoded_len, scan, Error, FileSource, FrameGuard, ScanSource, SpanDecoder,
+};
 use pyo3::buffer::PyBuffer;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyMemoryView, PyString};
 
-use crate::errors::{in_file, misuse, unusable_buffer};
+use crate::errors::{frame_crossing, in_file, misuse, unusable_buffer};
 
 type Scanned<'py> = (Vec<Bound<'py, PyAny>>, Vec<(usize, usize)>);
 type ScannedRaw = (Vec<jobpersist_core::Entry>, Vec<Vec<u8>>);
@@ -121,6 +123,9 @@ impl NativeFileData {
                 end as u64,
             ),
             path: self.path.clone(),
+            ahead: Vec::new(),
+            ahead_at: 0,
+            guard: FrameGuard::new(),
         })
     }
 
@@ -190,16 +195,42 @@ impl jobpersist_core::ReadAt for ArcFile {
 }
 
 /// A binary file object over one value's decoded bytes, for `pickle.Unpickler`.
+///
+/// It offers `peek`, so that the unpickler reads frames as `pickle.loads` does, and checks
+/// the frames it reads whole with `read(n)` (see `jobpersist_core::FrameGuard`).
 #[pyclass(module = "jobpersist._native", name = "ValueReader")]
 pub struct NativeValueReader {
     decoder: SpanDecoder<Source>,
     path: PathBuf,
+    /// Bytes decoded by `peek` and not read yet: `ahead[ahead_at..]`.
+    ahead: Vec<u8>,
+    ahead_at: usize,
+    guard: FrameGuard,
 }
 
 impl NativeValueReader {
     fn decode_err(&self, err: Error) -> PyErr {
         // The decoder's offsets count from the start of the file.
         in_file(err, &self.path, 0)
+    }
+
+    /// Fills `out` from what `peek` decoded, then from the decoder; fewer bytes only at the
+    /// end of the value.
+    fn take(
+        ahead: &[u8],
+        ahead_at: &mut usize,
+        decoder: &mut SpanDecoder<Source>,
+        out: &mut [u8],
+    ) -> Result<usize, Error> {
+        let n = (ahead.len() - *ahead_at).min(out.len());
+        out[..n].copy_from_slice(&ahead[*ahead_at..*ahead_at + n]);
+        *ahead_at += n;
+        Ok(n + decoder.read(&mut out[n..])?)
+    }
+
+    /// How many bytes are left at most: what `peek` holds and what the decoder may give.
+    fn remaining_max(&self) -> usize {
+        self.ahead.len() - self.ahead_at + self.decoder.remaining_max()
     }
 }
 
@@ -234,27 +265,35 @@ impl NativeValueReader {
     #[pyo3(signature = (size = -1))]
     fn read<'py>(&mut self, py: Python<'py>, size: isize) -> PyResult<Bound<'py, PyBytes>> {
         let mut out = Vec::new();
-        let decoder = &mut self.decoder;
+        // A damaged pickle may ask for terabytes: no more than can be left.
+        let cap = self.remaining_max();
+        let (ahead, ahead_at, decoder) = (&self.ahead, &mut self.ahead_at, &mut self.decoder);
         let small = size >= 0 && (size as usize) < DETACH_AT;
         let mut work = || -> Result<(), Error> {
             if size < 0 {
                 let mut chunk = vec![0u8; 1 << 20];
                 loop {
-                    let n = decoder.read(&mut chunk)?;
+                    let n = Self::take(ahead, ahead_at, decoder, &mut chunk)?;
                     if n == 0 {
                         return Ok(());
                     }
                     out.extend_from_slice(&chunk[..n]);
                 }
             }
-            // A damaged pickle may ask for terabytes: no more than can be left.
-            out.resize((size as usize).min(decoder.remaining_max()), 0);
-            let n = decoder.read(&mut out)?;
+            out.resize((size as usize).min(cap), 0);
+            let n = Self::take(ahead, ahead_at, decoder, &mut out)?;
             out.truncate(n);
             Ok(())
         };
         let result = if small { work() } else { py.detach(work) };
         result.map_err(|e| self.decode_err(e))?;
+        if size < 0 {
+            self.guard.pass(&out);
+        } else {
+            self.guard
+                .pass_read(size as usize, &out)
+                .map_err(frame_crossing)?;
+        }
         Ok(PyBytes::new(py, &out))
     }
 
@@ -275,13 +314,14 @@ impl NativeValueReader {
         while filled < cells.len() {
             let want = (cells.len() - filled).min(FILL_PIECE);
             let out = &mut piece[..want];
-            let decoder = &mut self.decoder;
+            let (ahead, ahead_at, decoder) = (&self.ahead, &mut self.ahead_at, &mut self.decoder);
             let got = if want < DETACH_AT {
-                decoder.read(out)
+                Self::take(ahead, ahead_at, decoder, out)
             } else {
-                py.detach(|| decoder.read(out))
+                py.detach(|| Self::take(ahead, ahead_at, decoder, out))
             };
             let n = got.map_err(|e| self.decode_err(e))?;
+            self.guard.pass(&piece[..n]);
             let target = &cells[filled..filled + n];
             // SAFETY: `target` is `n` cells of the caller's buffer, borrowed from the view
             // that holds the buffer export (the memory stays allocated and in place); a
@@ -299,16 +339,16 @@ impl NativeValueReader {
         Ok(filled)
     }
 
-    /// Pickle protocols above 0 never read lines; `pickle.Unpickler` wants the method.
+    /// Protocol 0's text opcodes read lines (from `peek`'s bytes first), a byte at a time
+    /// from the decoder: CPython's unpickler looks for the line in what it peeked first.
     #[pyo3(signature = (size = -1))]
     fn readline<'py>(&mut self, py: Python<'py>, size: isize) -> PyResult<Bound<'py, PyBytes>> {
         let mut line = Vec::new();
         let mut byte = [0u8; 1];
         while size < 0 || (line.len() as isize) < size {
-            let n = self
-                .decoder
-                .read(&mut byte)
-                .map_err(|e| self.decode_err(e))?;
+            let (ahead, ahead_at, decoder) = (&self.ahead, &mut self.ahead_at, &mut self.decoder);
+            let n =
+                Self::take(ahead, ahead_at, decoder, &mut byte).map_err(|e| self.decode_err(e))?;
             if n == 0 {
                 break;
             }
@@ -317,11 +357,37 @@ impl NativeValueReader {
                 break;
             }
         }
+        self.guard.pass(&line);
         Ok(PyBytes::new(py, &line))
+    }
+
+    /// Up to `size` of the next bytes (at least one unless at the end), without reading
+    /// them. CPython's unpickler then reads frames as `pickle.loads` does: it takes what it
+    /// peeked as its buffer and `read`s only what it used.
+    #[pyo3(signature = (size = 1))]
+    fn peek<'py>(&mut self, py: Python<'py>, size: isize) -> PyResult<Bound<'py, PyBytes>> {
+        let want = size.max(1) as usize;
+        self.ahead.drain(..self.ahead_at);
+        self.ahead_at = 0;
+        let have = self.ahead.len();
+        if have < want {
+            let more = (want - have).min(self.decoder.remaining_max());
+            self.ahead.resize(have + more, 0);
+            let (ahead, decoder) = (&mut self.ahead[have..], &mut self.decoder);
+            let got = if more < DETACH_AT {
+                decoder.read(ahead)
+            } else {
+                py.detach(|| decoder.read(ahead))
+            };
+            let n = got.map_err(|e| self.decode_err(e))?;
+            self.ahead.truncate(have + n);
+        }
+        Ok(PyBytes::new(py, &self.ahead[..want.min(self.ahead.len())]))
     }
 
     /// Checks that the rest of the value (after what the unpickler read) is valid.
     fn validate_rest(&mut self, py: Python<'_>) -> PyResult<()> {
+        self.ahead_at = self.ahead.len();
         let decoder = &mut self.decoder;
         py.detach(|| decoder.validate_rest())
             .map_err(|e| self.decode_err(e))

@@ -67,6 +67,10 @@ class ValueReader(Protocol):
 
     def readline(self, size: int = -1, /) -> bytes: ...
 
+    def peek(self, size: int = 1, /) -> bytes:
+        """Up to ``size`` of the next bytes, not read: with it, CPython's unpickler reads
+        frames as ``pickle.loads`` does (``jobpersist._pickle_frame``)."""
+
     def validate_rest(self) -> None:
         """Decodes what the unpickler left unread, to check that it is valid too."""
 
@@ -100,6 +104,11 @@ class Codec(Protocol):
     @property
     def DecodeError(self) -> type[ValueError]:
         """Raised by a value reader for input the strict decoder refuses."""
+
+    @property
+    def FrameError(self) -> type[ValueError]:
+        """Raised by a value reader's ``read(n)`` for a frame that an opcode crosses:
+        ``args`` are the opcode's offset in the pickle and the frame's length."""
 
     def encode_json(self, key: Any, value: Any, convert: Convert) -> bytes:
         """The JSON text the reference writes for ``value`` (under top-level ``key``),

@@ -13,9 +13,11 @@ _Convert = Callable[[list[Any], int, Any], Any]
 __all__ = [
     "ENVELOPE_HEAD",
     "MAX_DEPTH",
+    "PICKLE_PEEK_SIZE",
     "DecodeError",
     "EnvelopeWriter",
     "FileData",
+    "FrameError",
     "ValueReader",
     "__version__",
     "_arm_faults",
@@ -45,6 +47,9 @@ class EnvelopeWriter:
 class DecodeError(ValueError):
     """A value is not strict wrapped base64; the caller decodes it on the exact path."""
 
+class FrameError(ValueError):
+    """A pickle read from a file would not read as from bytes: args (offset, frame length)."""
+
 @final
 class ValueReader:
     """A binary file over one value's decoded bytes, for ``pickle.Unpickler``."""
@@ -52,6 +57,7 @@ class ValueReader:
     def read(self, size: int = ...) -> bytes: ...
     def readinto(self, buffer: WriteableBuffer) -> int: ...
     def readline(self, size: int = ...) -> bytes: ...
+    def peek(self, size: int = ...) -> bytes: ...
     def validate_rest(self) -> None: ...
 
 @final
@@ -84,6 +90,8 @@ def _disarm_faults() -> tuple[list[str], str | None, int, int]:
 __version__: str
 #: Containers allowed on one path of a plaintext value (``jobpersist._schema.MAX_DEPTH``).
 MAX_DEPTH: int
+#: How many bytes CPython's unpickler peeks (``jobpersist._pickle_frame.PEEK_SIZE``).
+PICKLE_PEEK_SIZE: int
 #: The envelope text before the first key, as the core's scan expects it.
 ENVELOPE_HEAD: bytes
 

@@ -12,6 +12,7 @@ import dataclasses
 import pickletools
 from typing import Any
 
+from jobpersist._pickle_frame import frame_crossing
 from jobpersist._safe_unpickle import ALLOWED_GLOBALS
 
 # The globals safe mode (allow_pickle="safe") loads: the loader's own allow-list, so that
@@ -120,11 +121,14 @@ class PickleScan:
     # Opcodes that call or build objects (REDUCE, BUILD, INST, OBJ, NEWOBJ, ...), counted.
     calls: dict[str, int] = dataclasses.field(default_factory=dict)
     error: str | None = None
+    # The first opcode that crosses the end of a FRAME: (its offset, the frame's length).
+    crossing: tuple[int, int] | None = None
 
     @property
     def safe(self) -> bool:
-        """True when the stream parses and imports only globals on the safe list."""
-        return self.error is None and all(g.safe for g in self.globals)
+        """True when the stream parses, no opcode crosses a frame's end, and it imports only
+        globals on the safe list."""
+        return self.error is None and self.crossing is None and all(g.safe for g in self.globals)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -134,6 +138,9 @@ class PickleScan:
             "calls": dict(self.calls),
             "safe": self.safe,
             "error": self.error,
+            "frame_crossing": None
+            if self.crossing is None
+            else {"offset": self.crossing[0], "frame": self.crossing[1]},
         }
 
 
@@ -187,11 +194,15 @@ def scan_pickle(payload: bytes) -> PickleScan:
 
     stopped = False
     try:
-        for opcode, raw_arg, _pos in pickletools.genops(payload):
+        for opcode, raw_arg, pos in pickletools.genops(payload):
             name = opcode.name
             arg: Any = raw_arg
             if name == "PROTO":
                 result.protocol = int(arg)
+            if name == "FRAME" and result.crossing is None and pos is not None:
+                at = frame_crossing(payload[pos + 9 : pos + 9 + arg])
+                if at is not None:
+                    result.crossing = (pos + 9 + at, arg)
             if name in _CALL_OPCODES:
                 result.calls[name] = result.calls.get(name, 0) + 1
             # Memo stores copy the top of the stack; DUP repeats it: track the value through.

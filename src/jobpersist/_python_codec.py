@@ -26,6 +26,7 @@ import orjson
 
 from jobpersist._atomic import AtomicFile
 from jobpersist._conversion import Convert, to_json_text
+from jobpersist._pickle_frame import FrameGuard
 from jobpersist._schema import HEAD, tail
 from jobpersist.serialization import strict_b64decode
 
@@ -388,6 +389,10 @@ def _split_scan(data: bytes, end: int) -> Scan | None:
     return keys, _layout_spans(start, key_lengths, value_lengths), values
 
 
+class FrameError(ValueError):
+    """A pickle read from a file would not read as from bytes: args (offset, frame length)."""
+
+
 class DecodeError(ValueError):
     """A value is not strict wrapped base64; the caller decodes it on the exact path."""
 
@@ -543,7 +548,8 @@ class _ValueReader:
     """A binary file over the bytes one value's base64 encodes, decoded a step at a time as
     the unpickler reads them. A large array's bytes are decoded straight into the buffer the
     unpickler allocates for them (``readinto``): the only whole copy of the value is the
-    unpickler's."""
+    unpickler's. It offers ``peek``, so that the unpickler reads frames as ``pickle.loads``
+    does, and checks the frames it reads whole with ``read(n)`` (``FrameGuard``)."""
 
     def __init__(self, source: Source, start: int, end: int) -> None:
         self._source = source
@@ -552,6 +558,7 @@ class _ValueReader:
         # Decoded bytes not yet read: _ready from _ready_at on.
         self._ready = b""
         self._ready_at = 0
+        self._guard = FrameGuard()
 
     def _decode_step(self) -> bool:
         """Decodes the next step of text into ``_ready``; False at the end of the value."""
@@ -595,6 +602,13 @@ class _ValueReader:
         return True
 
     def readinto(self, buffer: bytearray | memoryview, /) -> int:
+        filled = self._fill(buffer)
+        with memoryview(buffer) as raw, raw.cast("B") as target:
+            self._guard.passed(target[max(0, filled - 9) : filled], filled)
+        return filled
+
+    def _fill(self, buffer: bytearray | memoryview) -> int:
+        """``readinto`` without the frame check that ``read`` makes of its own bytes."""
         with memoryview(buffer) as raw, raw.cast("B") as target:
             size = len(target)
             filled = 0
@@ -617,15 +631,38 @@ class _ValueReader:
             while self._decode_step():
                 parts.append(self._ready)
             self._ready_at = len(self._ready)
-            return b"".join(parts)
+            data = b"".join(parts)
+            self._guard.passed(data)
+            return data
         at = self._ready_at
         if at + size <= len(self._ready):
-            # The unpickler reads a frame (at most 64 KiB) at a time: usually from one step.
+            # What the unpickler used of a peek, or a frame: usually from one step.
             self._ready_at = at + size
-            return self._ready[at : at + size]
-        out = bytearray(size)
-        del out[self.readinto(out) :]
-        return bytes(out)
+            data = self._ready[at : at + size]
+        else:
+            out = bytearray(size)
+            del out[self._fill(out) :]
+            data = bytes(out)
+        crossing = self._guard.pass_read(size, data)
+        if crossing is not None:
+            raise FrameError(crossing, size)
+        return data
+
+    def peek(self, size: int = 1, /) -> bytes:
+        """Up to ``size`` of the next bytes (at least one unless at the end), without reading
+        them. CPython's unpickler then reads frames as ``pickle.loads`` does: it takes what it
+        peeked as its buffer and ``read``\\s only what it used."""
+        size = max(size, 1)
+        at = self._ready_at
+        if at + size > len(self._ready):
+            parts = [self._ready[at:]]
+            have = len(parts[0])
+            while have < size and self._decode_step():
+                parts.append(self._ready)
+                have += len(self._ready)
+            self._ready = b"".join(parts)
+            self._ready_at = at = 0
+        return self._ready[at : at + size]
 
     def readline(self, size: int | None = -1, /) -> bytes:
         limit = sys.maxsize if size is None or size < 0 else size
@@ -646,7 +683,9 @@ class _ValueReader:
             self._ready_at = stop
             if newline >= 0:
                 break
-        return b"".join(parts)
+        line = b"".join(parts)
+        self._guard.passed(line)
+        return line
 
     def validate_rest(self) -> None:
         """Decodes what the unpickler left unread, since the reference decodes it too."""

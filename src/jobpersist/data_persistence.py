@@ -241,7 +241,7 @@ def _load(path: str, mode: PickleMode) -> dict[str, Any]:
         if safe:
             # Base64 holds at most 3 bytes per 4 characters: a bound on what it decodes to.
             return safe_unpickle_stream(key, reader, codec.DecodeError, (end - start) // 4 * 3 + 3)
-        return unpickle_stream(key, reader, codec.DecodeError)
+        return unpickle_stream(key, reader, codec.DecodeError, codec.FrameError)
 
     try:
         # Small values are decoded whole in one call; big ones stream into the unpickler.

@@ -15,6 +15,7 @@ from jobpersist._format import (
     is_pickled,
     warn_if_not_pickled,
 )
+from jobpersist._pickle_frame import describe_crossing
 from jobpersist._safe_unpickle import UnsafePickleError, safe_load_stream, safe_loads
 
 PICKLE_DISABLED_MESSAGE = (
@@ -163,17 +164,32 @@ def safe_unpickle_stream(key: str, reader: Any, decode_error: type[ValueError], 
     return value
 
 
-def unpickle_stream(key: str, reader: Any, decode_error: type[ValueError]) -> Any:
+def frame_crossed(key: str, exc: ValueError) -> ValueError:
+    """The refusal of a value whose pickle a file reader would read differently from
+    ``pickle.loads`` (``exc``: a codec's ``FrameError(offset, frame length)``)."""
+    return ValueError(
+        f"Cannot deserialize the value of key {key!r}: {describe_crossing(*exc.args)}; "
+        "refused before that opcode runs."
+    )
+
+
+def unpickle_stream(
+    key: str, reader: Any, decode_error: type[ValueError], frame_error: type[ValueError]
+) -> Any:
     """``pickle.Unpickler(reader).load()`` of one value, read as it is decoded.
 
-    ``decode_error`` (the base64 reader's own) passes through for the caller's exact path;
-    any other failure becomes a ValueError naming the key. What the unpickler leaves unread
-    is checked too, since the reference decodes a value whole before unpickling it.
+    The reader's ``peek`` makes the unpickler read the pickle as ``pickle.loads`` reads
+    the same bytes; a frame it cannot read so (``frame_error``) is refused. ``decode_error``
+    (the base64 reader's own) passes through for the caller's exact path; any other failure
+    becomes a ValueError naming the key. What the unpickler leaves unread is checked too,
+    since the reference decodes a value whole before unpickling it.
     """
     try:
         value = pickle.Unpickler(reader).load()  # noqa: S301 - only with allow_pickle=True
     except decode_error:
         raise
+    except frame_error as exc:
+        raise frame_crossed(key, exc) from exc
     except Exception as exc:
         raise _unpickling_failed(key, exc) from exc
     reader.validate_rest()

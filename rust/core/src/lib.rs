@@ -21,6 +21,7 @@ mod int_format;
 mod json_escape;
 mod nesting;
 mod pages;
+mod pickle_frame;
 mod simd_isa;
 #[cfg(test)]
 mod test_support;
@@ -38,4 +39,7 @@ pub use int_format::write_i64;
 pub use json_escape::{escape_code_points, escape_str};
 pub use nesting::{Nesting, NestingError, MAX_DEPTH};
 pub use pages::discard_pages;
+pub use pickle_frame::{
+    arg_of, frame_crossing, known_opcodes, Arg, Crossing, FrameGuard, PEEK_SIZE,
+};
 pub use simd_isa::base64_isa;

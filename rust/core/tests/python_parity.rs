@@ -95,3 +95,34 @@ fn decodes_cpython_checkpoint_values() {
         .collect();
     assert_eq!(decode(raw).unwrap(), want);
 }
+
+#[test]
+#[ignore = "needs python3"]
+fn pickle_opcode_arguments_match_pickletools() {
+    use jobpersist_core::{arg_of, known_opcodes, Arg};
+    // One line per opcode CPython knows: its byte, then its argument as pickle_frame's
+    // Python twin classifies pickletools' descriptor.
+    let expected = python(
+        "import pickletools as p\n\
+         w = {p.TAKEN_FROM_ARGUMENT1: 1, p.TAKEN_FROM_ARGUMENT4: 4,\n\
+         \x20    p.TAKEN_FROM_ARGUMENT4U: 4, p.TAKEN_FROM_ARGUMENT8U: 8}\n\
+         for o in sorted(p.opcodes, key=lambda o: ord(o.code)):\n\
+         \x20   a = o.arg\n\
+         \x20   if a is None: k = 'nothing'\n\
+         \x20   elif a.n >= 0: k = f'fixed {a.n}'\n\
+         \x20   elif a.n == p.UP_TO_NEWLINE: k = 'lines ' + ('2' if a.name.endswith('_pair') else '1')\n\
+         \x20   else: k = f'counted {w[a.n]}'\n\
+         \x20   print(ord(o.code), k)\n",
+    );
+    let mut got = String::new();
+    for op in known_opcodes() {
+        let kind = match arg_of(op) {
+            Arg::Nothing => "nothing".to_owned(),
+            Arg::Fixed(n) => format!("fixed {n}"),
+            Arg::Counted(n) => format!("counted {n}"),
+            Arg::Lines(n) => format!("lines {n}"),
+        };
+        got.push_str(&format!("{op} {kind}\n"));
+    }
+    assert_eq!(got, String::from_utf8(expected).unwrap());
+}

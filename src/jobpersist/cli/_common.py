@@ -12,6 +12,7 @@ from typing import Any
 
 from jobpersist._envelope import loads, validate_envelope
 from jobpersist._format import PersistedJobDataFormat
+from jobpersist._pickle_frame import describe_crossing
 from jobpersist._pickle_inspect import PickleScan, scan_pickle
 from jobpersist._size import parse_size
 from jobpersist.serialization import strict_b64decode
@@ -171,7 +172,11 @@ def _pickled_value(key: str, value: Any) -> ValueReport:
             return ValueReport(key, encoded_size, None, "pickle", problem=f"invalid base64 ({exc})")
         warning = "not canonical base64 (the reference's lenient decoder still reads it)"
     scan = scan_pickle(payload)
-    return ValueReport(key, encoded_size, len(payload), "pickle", pickle=scan, warning=warning)
+    # Read as pickle.loads reads it (what scan_pickle shows), but no pickler writes it.
+    crafted = None if scan.crossing is None else describe_crossing(*scan.crossing)
+    return ValueReport(
+        key, encoded_size, len(payload), "pickle", pickle=scan, warning=warning, problem=crafted
+    )
 
 
 def analyze(path: str) -> FileReport:
