@@ -383,7 +383,7 @@ def test_a_named_temp_removed_before_its_lock_is_replaced(
         pytest.skip("the native writer is tested by cargo (atomic_file.rs)")
     import fcntl
 
-    from jobpersist import _atomic
+    from jobpersist._codec.python import atomic_file as _atomic
 
     monkeypatch.setenv("JOBPERSIST_NO_TMPFILE", "1")
     removed: list[str] = []

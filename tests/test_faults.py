@@ -4,7 +4,8 @@
   2, ... until a save completes without reaching N), for EIO, ENOSPC, EDQUOT, EROFS and EACCES,
   with the unnamed (O_TMPFILE) temp and the named fallback. The native backend fails its
   operations through the core's seam (``_native._arm_faults``); the pure-Python backend through
-  stand-ins for the ``os`` and ``fcntl`` functions ``jobpersist._atomic`` calls. After each
+  stand-ins for the ``os`` and ``fcntl`` functions ``jobpersist._codec.python.atomic_file``
+  calls. After each
   save: the checkpoint holds the old content or the new one, never anything else; the error
   reached the caller as the ``OSError`` subclass of the errno, naming the checkpoint; no temp
   file is left. A failure of the stale-temp cleanup never fails the save.
@@ -32,7 +33,7 @@ import pytest
 from conftest import JobEnv, temp_leftovers
 
 import jobpersist
-from jobpersist import _atomic
+from jobpersist._codec.python import atomic_file as _atomic
 
 pytestmark = pytest.mark.usefixtures("backend")
 

@@ -31,7 +31,8 @@ from conftest import BACKENDS, child_env, require_backend
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jobpersist import _codec, _pickle_frame
+from jobpersist import _codec
+from jobpersist._codec.python import pickle_frame as _pickle_frame
 from jobpersist._safe_unpickle import UnsafePickleError, safe_loads
 from jobpersist.cli import main as cli_main
 from jobpersist.serialization import unpickle_stream, unpickle_value

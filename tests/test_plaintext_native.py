@@ -25,7 +25,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import jobpersist
-from jobpersist import _codec, _conversion, _python_codec
+from jobpersist import _codec, _conversion
+from jobpersist._codec.python import codec as _python_codec
 from jobpersist._conversion import convert_subtree
 
 if python_only_run():

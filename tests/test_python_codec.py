@@ -14,21 +14,24 @@ from typing import Any
 import pytest
 
 import jobpersist
-from jobpersist import _codec, _python_codec, _schema
-from jobpersist._python_codec import DecodeError, _BytesSource
+from jobpersist import _codec, _schema
+from jobpersist._codec.python import base64_lines, base64_stream, envelope_scan, file_data
+from jobpersist._codec.python.envelope_scan import BytesSource
+from jobpersist._codec.python.envelope_writer import open_writer
+from jobpersist._codec.python.errors import DecodeError
 
 
-def PyFileData(data: bytes) -> _python_codec.PyFileData:
+def PyFileData(data: bytes) -> file_data.PyFileData:
     """The class, over bytes."""
-    return _python_codec.PyFileData(_BytesSource(data))
+    return file_data.PyFileData(BytesSource(data))
 
 
 HEADER = {"name": "braket.jobs_data.persisted_job_data", "version": "1"}
-STEP = _python_codec._DECODE_STEP
+STEP = base64_stream.DECODE_STEP
 # Sizes around a line, an encoding piece and a decoding step (57 bytes make a line of text).
 SIZES = sorted(
     {0, 1, 2, 3, 56, 57, 58, 114}
-    | {_python_codec._PIECE + d for d in (-57, -1, 0, 1, 57)}
+    | {base64_lines.PIECE + d for d in (-57, -1, 0, 1, 57)}
     | {STEP // 78 * 57 + d for d in (-57, -1, 0, 1, 57)}
     | {3 * STEP // 78 * 57 + 5, (1 << 20) + 7}
 )
@@ -55,7 +58,7 @@ def reference_file(values: dict[str, bytes]) -> bytes:
 
 def written_file(tmp_path: Any, values: dict[str, bytes], pieces: Callable[[bytes], Any]) -> bytes:
     path = str(tmp_path / "out.json")
-    writer = _python_codec.open_writer(path, False)
+    writer = open_writer(path, False)
     writer.write_raw(b'{"braketSchemaHeader": ')
     writer.write_raw(json.dumps(HEADER).encode() + b', "dataDictionary": {')
     for i, (key, value) in enumerate(values.items()):
@@ -104,15 +107,15 @@ def test_writer_many_small_values(tmp_path: Any) -> None:
 
 
 def scans(data: bytes) -> list[Any]:
-    end = len(data) - len(_python_codec._TAIL)
+    end = len(data) - len(envelope_scan.TAIL)
     return [
-        _python_codec._split_scan(data, end),
-        _python_codec._loop_scan(_BytesSource(data), end),
+        envelope_scan.split_scan(data, end),
+        envelope_scan.loop_scan(BytesSource(data), end),
     ]
 
 
 def parsed_scan(data: bytes) -> Any:
-    return _python_codec._parsed_scan(data, len(data) - len(_python_codec._TAIL))
+    return envelope_scan.parsed_scan(data, len(data) - len(envelope_scan.TAIL))
 
 
 @pytest.mark.parametrize("count", [0, 1, 2, 63, 64, 65, 300])
@@ -174,7 +177,7 @@ def test_parsed_scan_of_raw_utf8_keys(count: int) -> None:
 def test_every_scan_refuses_other_layouts(damage: Callable[[bytes], bytes]) -> None:
     data = damage(reference_file({f"k{i}": b"xyz" * i for i in range(100)}))
     # The scans proper start after the head and end before the tail, which the caller checks.
-    framed = data.startswith(_schema.HEAD) and data.endswith(_python_codec._TAIL)
+    framed = data.startswith(_schema.HEAD) and data.endswith(envelope_scan.TAIL)
     if framed:
         assert parsed_scan(data) is None
     if b"\\u0041" in data:
@@ -182,10 +185,10 @@ def test_every_scan_refuses_other_layouts(damage: Callable[[bytes], bytes]) -> N
         return
     if framed:
         assert scans(data) == [None, None]
-    assert _python_codec._scan_pickled(_BytesSource(data), len(data)) is None
+    assert envelope_scan.scan_envelope(BytesSource(data), len(data)) is None
 
 
-def read_all(file: _python_codec.PyFileData, span: tuple[int, int], how: str) -> bytes:
+def read_all(file: file_data.PyFileData, span: tuple[int, int], how: str) -> bytes:
     reader = file.value_reader(*span)
     if how == "read":
         out = reader.read(3) + reader.read(70_000) + reader.read()
@@ -293,14 +296,14 @@ def test_big_files_are_read_through_a_window(
 ) -> None:
     # Every file counts as big here: scanned and decoded through the window, whose edges
     # fall anywhere in keys, separators and escapes.
-    monkeypatch.setattr(_python_codec, "_SMALL_FILE", 0)
-    monkeypatch.setattr(_python_codec, "_WINDOW", window)
+    monkeypatch.setattr(file_data, "SMALL_FILE", 0)
+    monkeypatch.setattr(envelope_scan, "WINDOW", window)
     values = {f"key {i}": os.urandom(i * 997 % 5000) for i in range(40)}
     values["big"] = os.urandom(3 * STEP + 11)
     path = tmp_path / "big.json"
     path.write_bytes(reference_file(values) + b"\n ")
-    file = _python_codec.read_file(str(path))
-    assert isinstance(file._source, _python_codec._FileSource)
+    file = file_data.read_file(str(path))
+    assert isinstance(file._source, envelope_scan.FileSource)
     scanned = file.scan_pickled()
     assert scanned is not None and scanned[0] == list(values)
     assert file.decode_values(scanned[1]) == list(values.values())
@@ -311,11 +314,11 @@ def test_big_files_are_read_through_a_window(
 def test_a_big_file_truncated_while_read_is_a_value_error(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_python_codec, "_SMALL_FILE", 0)
-    monkeypatch.setattr(_python_codec, "_WINDOW", 4096)
+    monkeypatch.setattr(file_data, "SMALL_FILE", 0)
+    monkeypatch.setattr(envelope_scan, "WINDOW", 4096)
     path = tmp_path / "big.json"
     path.write_bytes(reference_file({"v": os.urandom(4 * STEP)}))
-    file = _python_codec.read_file(str(path))
+    file = file_data.read_file(str(path))
     scanned = file.scan_pickled()
     assert scanned is not None
     with open(path, "r+b") as f:
@@ -327,7 +330,7 @@ def test_a_big_file_truncated_while_read_is_a_value_error(
 @pytest.mark.usefixtures("python_codec")
 def test_big_file_round_trip(job_env: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     np = pytest.importorskip("numpy")
-    monkeypatch.setattr(_python_codec, "_SMALL_FILE", 1 << 16)
+    monkeypatch.setattr(file_data, "SMALL_FILE", 1 << 16)
     array = np.arange(400_000, dtype=np.float64)
     jobpersist.save_job_checkpoint({"a": array, "b": 1}, data_format="pickled_v4")
     loaded = jobpersist.load_job_checkpoint(allow_pickle=True)

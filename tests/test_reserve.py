@@ -15,7 +15,7 @@ import pytest
 from conftest import JobEnv, temp_leftovers
 
 import jobpersist
-from jobpersist import _atomic
+from jobpersist._codec.python import atomic_file as _atomic
 
 pytestmark = pytest.mark.usefixtures("backend")
 

@@ -12,7 +12,7 @@ import dataclasses
 import pickletools
 from typing import Any
 
-from jobpersist._pickle_frame import frame_crossing
+from jobpersist._codec.python.pickle_frame import frame_crossing
 from jobpersist._safe_unpickle import ALLOWED_GLOBALS
 
 # The globals safe mode (allow_pickle="safe") loads: the loader's own allow-list, so that

@@ -39,7 +39,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from jobpersist import _codec
-from jobpersist._atomic import fsync_enabled
+from jobpersist._codec.python.atomic_file import fsync_enabled
 from jobpersist._conversion import coerce_keys, convert_subtree
 from jobpersist._envelope import PreEncodedJson, PrePickled, write_envelope
 from jobpersist._environment import results_path

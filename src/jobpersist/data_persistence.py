@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from jobpersist import _codec
-from jobpersist._atomic import fsync_enabled
+from jobpersist._codec.python.atomic_file import fsync_enabled
 from jobpersist._conversion import coerce_keys
 from jobpersist._envelope import parse_envelope, write_envelope
 from jobpersist._environment import checkpoint_path, get_job_name, results_path

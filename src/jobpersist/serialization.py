@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import os
 import pickle
-import sys
 from typing import Any, Literal
 
+from jobpersist._codec.python.pickle_frame import describe_crossing
 from jobpersist._format import (
     PersistedJobDataFormat,
     coerce_format,
     is_pickled,
     warn_if_not_pickled,
 )
-from jobpersist._pickle_frame import describe_crossing
 from jobpersist._safe_unpickle import UnsafePickleError, safe_load_stream, safe_loads
 
 PICKLE_DISABLED_MESSAGE = (
@@ -194,19 +192,6 @@ def unpickle_stream(
         raise _unpickling_failed(key, exc) from exc
     reader.validate_rest()
     return value
-
-
-if sys.version_info >= (3, 11):
-
-    def strict_b64decode(text: bytes) -> bytes:
-        """Base64 without line breaks or any other stray character (``binascii.Error``)."""
-        return binascii.a2b_base64(text, strict_mode=True)
-
-else:  # pragma: no cover - strict_mode is new in 3.11
-
-    def strict_b64decode(text: bytes) -> bytes:
-        """Base64 without line breaks or any other stray character (``binascii.Error``)."""
-        return base64.b64decode(text, validate=True)
 
 
 def decode_pickled_text(key: str, text: Any) -> bytes:

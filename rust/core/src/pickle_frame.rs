@@ -11,7 +11,7 @@
 //! frame's end ([`frame_crossing`]). Files CPython's pickler writes never
 //! have such an opcode.
 //!
-//! The Python twin is `jobpersist/_pickle_frame.py`.
+//! The Python twin is `src/jobpersist/_codec/python/pickle_frame.py`.
 
 /// How many bytes CPython's unpickler asks `peek()` for (`PREFETCH` in
 /// `Modules/_pickle.c`, CPython 3.8 to 3.13): a frame this long or longer is

@@ -10,12 +10,12 @@ import dataclasses
 import json
 from typing import Any
 
+from jobpersist._codec.python.base64_stream import strict_b64decode
+from jobpersist._codec.python.pickle_frame import describe_crossing
 from jobpersist._envelope import loads, validate_envelope
 from jobpersist._format import PersistedJobDataFormat
-from jobpersist._pickle_frame import describe_crossing
 from jobpersist._pickle_inspect import PickleScan, scan_pickle
 from jobpersist._size import parse_size
-from jobpersist.serialization import strict_b64decode
 
 
 class CliError(Exception):

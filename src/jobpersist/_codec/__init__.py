@@ -1,6 +1,6 @@
 """The internal codec interface and the choice, made once at import, of its implementation.
 
-A codec writes envelope files. ``jobpersist._native`` (Rust) and ``_python_codec`` (pure
+A codec writes envelope files. ``jobpersist._native`` (Rust) and ``jobpersist._codec.python`` (pure
 Python) implement it with identical output; ``JOBPERSIST_BACKEND=native|python`` forces one.
 """
 
@@ -69,7 +69,7 @@ class ValueReader(Protocol):
 
     def peek(self, size: int = 1, /) -> bytes:
         """Up to ``size`` of the next bytes, not read: with it, CPython's unpickler reads
-        frames as ``pickle.loads`` does (``jobpersist._pickle_frame``)."""
+        frames as ``pickle.loads`` does (``jobpersist._codec.python.pickle_frame``)."""
 
     def validate_rest(self) -> None:
         """Decodes what the unpickler left unread, to check that it is valid too."""
@@ -147,7 +147,7 @@ def _select() -> tuple[str, Codec]:
                 ) from exc
         else:
             return "native", _native
-    from jobpersist import _python_codec
+    from jobpersist._codec.python import codec as _python_codec
 
     return "python", _python_codec
 
@@ -166,7 +166,7 @@ def use(name: str) -> None:
 
         codec = _native
     elif name == "python":
-        from jobpersist import _python_codec
+        from jobpersist._codec.python import codec as _python_codec
 
         codec = _python_codec
     else:
