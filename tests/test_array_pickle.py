@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import jobpersist
-from jobpersist import _array_pickle
+from jobpersist._pickle import dump as _array_pickle
 
 RNG = np.random.default_rng(7)
 ARRAYS = {

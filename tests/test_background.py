@@ -21,7 +21,7 @@ from conftest import JobEnv, child_env, peak_extra_memory
 
 import jobpersist
 from jobpersist import background
-from jobpersist._envelope import PreEncodedJson
+from jobpersist._format.envelope import PreEncodedJson
 from jobpersist.background import (
     SUPERSEDED,
     max_pending_bytes,

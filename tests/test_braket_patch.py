@@ -11,7 +11,8 @@ import pytest
 from conftest import JobEnv
 
 import jobpersist
-from jobpersist import _results, braket_patch, data_persistence
+from jobpersist import braket_patch, data_persistence
+from jobpersist._format import results as _results
 
 NAMES = ("save_job_checkpoint", "load_job_checkpoint", "save_job_result", "load_job_result")
 

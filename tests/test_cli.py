@@ -19,7 +19,7 @@ from conftest import JobEnv, child_env
 
 import jobpersist
 from jobpersist import cli
-from jobpersist._pickle_inspect import classify, scan_pickle
+from jobpersist._pickle.inspect import classify, scan_pickle
 
 F = jobpersist.PersistedJobDataFormat
 HEADER = {"name": "braket.jobs_data.persisted_job_data", "version": "1"}

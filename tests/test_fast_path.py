@@ -20,7 +20,9 @@ from braket.jobs_data import PersistedJobDataFormat as ReferenceFormat
 from conftest import JobEnv, canon, require_backend
 
 import jobpersist
-from jobpersist import _codec, _conversion, _schema
+from jobpersist import _codec
+from jobpersist._format import conversion as _conversion
+from jobpersist._format import schema as _schema
 
 F = jobpersist.PersistedJobDataFormat
 # Values both small (decoded whole) and big (streamed: over 1 MiB of base64), one under a key

@@ -33,9 +33,9 @@ from hypothesis import strategies as st
 
 from jobpersist import _codec
 from jobpersist._codec.python import pickle_frame as _pickle_frame
-from jobpersist._safe_unpickle import UnsafePickleError, safe_loads
+from jobpersist._pickle.policy import unpickle_stream, unpickle_value
+from jobpersist._pickle.safe import UnsafePickleError, safe_loads
 from jobpersist.cli import main as cli_main
-from jobpersist.serialization import unpickle_stream, unpickle_value
 
 PEEK = _pickle_frame.PEEK_SIZE
 REFUSAL = "crosses the end of a FRAME"

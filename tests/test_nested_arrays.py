@@ -21,8 +21,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import jobpersist
-from jobpersist import _array_pickle
-from jobpersist._array_pickle import PickleStream
+from jobpersist._pickle import dump as _array_pickle
+from jobpersist._pickle.dump import PickleStream
 
 pnp = pytest.importorskip("pennylane.numpy")
 

@@ -25,9 +25,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import jobpersist
-from jobpersist import _codec, _conversion
+from jobpersist import _codec
 from jobpersist._codec.python import codec as _python_codec
-from jobpersist._conversion import convert_subtree
+from jobpersist._format import conversion as _conversion
+from jobpersist._format.conversion import convert_subtree
 
 if python_only_run():
     pytest.skip(

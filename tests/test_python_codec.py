@@ -14,11 +14,12 @@ from typing import Any
 import pytest
 
 import jobpersist
-from jobpersist import _codec, _schema
+from jobpersist import _codec
 from jobpersist._codec.python import base64_lines, base64_stream, envelope_scan, file_data
 from jobpersist._codec.python.envelope_scan import BytesSource
 from jobpersist._codec.python.envelope_writer import open_writer
 from jobpersist._codec.python.errors import DecodeError
+from jobpersist._format import schema as _schema
 
 
 def PyFileData(data: bytes) -> file_data.PyFileData:

@@ -20,8 +20,8 @@ from conftest import JobEnv
 
 import jobpersist
 from jobpersist import _codec
-from jobpersist._conversion import convert_subtree
-from jobpersist._schema import MAX_DEPTH
+from jobpersist._format.conversion import convert_subtree
+from jobpersist._format.schema import MAX_DEPTH
 
 F = jobpersist.PersistedJobDataFormat
 THREADS = 8

@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 
 import jobpersist
 from jobpersist import UnsafePickleError
-from jobpersist._safe_unpickle import safe_load_stream, safe_loads
-from jobpersist.serialization import safe_unpickle_value
+from jobpersist._pickle.policy import safe_unpickle_value
+from jobpersist._pickle.safe import safe_load_stream, safe_loads
 
 F = jobpersist.PersistedJobDataFormat
 # Refused by the tensor's constructor, once pennylane.numpy.tensor is imported.
@@ -94,8 +94,8 @@ AUDIT_CHILD = textwrap.dedent(
     import sys, pickle
     sys.path.insert(0, sys.argv[1])
     import numpy
-    import jobpersist._pickle_inspect  # imported on a refusal, to name the globals
-    from jobpersist import _safe_unpickle
+    import jobpersist._pickle.inspect  # imported on a refusal, to name the globals
+    from jobpersist._pickle import safe as _safe_unpickle
     from _safe_corpus import CORPUS
     _safe_unpickle._load_numpy()
     try:
@@ -233,8 +233,8 @@ def test_fuzz_stream_only_documented_exceptions(
 def test_inspect_classifies_by_the_loaders_allow_list() -> None:
     from _safe_corpus import DANGEROUS_GLOBALS
 
-    from jobpersist._pickle_inspect import classify
-    from jobpersist._safe_unpickle import ALLOWED_GLOBALS
+    from jobpersist._pickle.inspect import classify
+    from jobpersist._pickle.safe import ALLOWED_GLOBALS
 
     for module, names in ALLOWED_GLOBALS.items():
         for name in names:

@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 
 import jobpersist
 from jobpersist import UnsafePickleError
-from jobpersist._safe_unpickle import safe_load_stream, safe_loads
-from jobpersist.serialization import PICKLE_DISABLED_MESSAGE
+from jobpersist._pickle.policy import PICKLE_DISABLED_MESSAGE
+from jobpersist._pickle.safe import safe_load_stream, safe_loads
 
 F = jobpersist.PersistedJobDataFormat
 FIXTURES = Path(__file__).parent / "fixtures" / "safe"
@@ -192,7 +192,7 @@ def test_protocol5_arrays(array: np.ndarray) -> None:
 
 
 def test_nesting_limit() -> None:
-    from jobpersist._safe_unpickle import MAX_DEPTH
+    from jobpersist._pickle.safe import MAX_DEPTH
 
     deep: list[Any] = []
     for _ in range(150):  # the pickler and canon() spend several frames per level

@@ -10,8 +10,8 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from jobpersist import _codec
-from jobpersist._format import PersistedJobDataFormat
-from jobpersist._safe_unpickle import UnsafePickleError
+from jobpersist._format.data_format import PersistedJobDataFormat
+from jobpersist._pickle.safe import UnsafePickleError
 from jobpersist.data_persistence import (
     load_job_checkpoint,
     load_job_result,

@@ -40,10 +40,9 @@ from typing import Any
 
 from jobpersist import _codec
 from jobpersist._codec.python.atomic_file import fsync_enabled
-from jobpersist._conversion import coerce_keys, convert_subtree
-from jobpersist._envelope import PreEncodedJson, PrePickled, write_envelope
 from jobpersist._environment import results_path
-from jobpersist._format import (
+from jobpersist._format.conversion import coerce_keys, convert_subtree
+from jobpersist._format.data_format import (
     PICKLED,
     Format,
     PersistedJobDataFormat,
@@ -51,7 +50,8 @@ from jobpersist._format import (
     result_format,
     warn_if_not_pickled,
 )
-from jobpersist._results import merge_results
+from jobpersist._format.envelope import PreEncodedJson, PrePickled, write_envelope
+from jobpersist._format.results import merge_results
 from jobpersist._size import parse_size
 from jobpersist.data_persistence import prepare_checkpoint
 

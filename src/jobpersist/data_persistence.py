@@ -7,30 +7,22 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from jobpersist import _codec
 from jobpersist._codec.python.atomic_file import fsync_enabled
-from jobpersist._conversion import coerce_keys
-from jobpersist._envelope import parse_envelope, write_envelope
 from jobpersist._environment import checkpoint_path, get_job_name, results_path
-from jobpersist._format import (
+from jobpersist._format.conversion import coerce_keys
+from jobpersist._format.data_format import (
     Format,
     PersistedJobDataFormat,
     coerce_format,
     result_format,
     warn_if_not_pickled,
 )
-from jobpersist._results import merge_results
-from jobpersist._safe_unpickle import UnsafePickleError
-from jobpersist.serialization import (
+from jobpersist._format.envelope import write_envelope
+from jobpersist._format.load import load_file
+from jobpersist._format.results import merge_results
+from jobpersist._pickle.policy import (
     ALLOW_PICKLE_DEFAULT,
-    PickleMode,
-    decode_pickled_text,
     pickle_mode,
-    require_pickle_allowed,
-    safe_unpickle_stream,
-    safe_unpickle_value,
-    unpickle_stream,
-    unpickle_value,
 )
 
 
@@ -132,7 +124,7 @@ def load_job_checkpoint(
     """
     mode = pickle_mode(allow_pickle)
     path = checkpoint_path(job_name or get_job_name(), checkpoint_file_suffix)
-    return _load(path, mode)
+    return load_file(path, mode)
 
 
 def load_job_result(
@@ -164,7 +156,7 @@ def load_job_result(
     """
     mode = pickle_mode(allow_pickle)
     try:
-        return _load(os.fspath(filename or results_path()), mode)
+        return load_file(os.fspath(filename or results_path()), mode)
     except FileNotFoundError:
         return {}
 
@@ -207,77 +199,3 @@ def save_job_result(
         return result_data
 
     merge_results(results_path(), requested, new_values, fsync_enabled())
-
-
-# Values whose base64 text is at least this long are decoded as they are unpickled.
-_STREAM_AT = 1 << 20
-
-
-def _load(path: str, mode: PickleMode) -> dict[str, Any]:
-    """The file's data dictionary, its pickled values loaded as ``mode`` says.
-
-    Raises:
-        RuntimeError: If the values are pickled and ``mode`` is ``"refuse"``.
-        UnsafePickleError: If ``mode`` is ``"safe"`` and a value needs more than plain data.
-        ValueError: If the file is damaged.
-        OSError: If it cannot be read.
-    """
-    file = _codec.CODEC.read_file(path)
-    scanned = file.scan_pickled()
-    if scanned is None:
-        return _decode_parsed(parse_envelope(file.bytes()), mode)
-    keys, spans = scanned
-    if mode == "refuse":
-        # The scan checks the layout, not every value's characters: a damaged file must
-        # still be a ValueError, as the reference's parse makes it, before the refusal.
-        parse_envelope(file.bytes())
-        require_pickle_allowed(mode)
-    codec = _codec.CODEC
-    safe = mode == "safe"
-    load = safe_unpickle_value if safe else unpickle_value
-
-    def stream(key: str, start: int, end: int) -> Any:
-        reader = file.value_reader(start, end)
-        if safe:
-            # Base64 holds at most 3 bytes per 4 characters: a bound on what it decodes to.
-            return safe_unpickle_stream(key, reader, codec.DecodeError, (end - start) // 4 * 3 + 3)
-        return unpickle_stream(key, reader, codec.DecodeError, codec.FrameError)
-
-    try:
-        # Small values are decoded whole in one call; big ones stream into the unpickler.
-        small = [i for i, (start, end) in enumerate(spans) if end - start < _STREAM_AT]
-        payloads = dict(zip(small, file.decode_values([spans[i] for i in small]), strict=True))
-        return {
-            key: load(key, payloads[i]) if i in payloads else stream(key, *spans[i])
-            for i, key in enumerate(keys)
-        }
-    except codec.DecodeError as strict:
-        # Valid JSON need not be strict base64 (other escapes, stray characters): the
-        # exact path decodes it as the reference does, or fails as it does.
-        del file
-        with open(path, "rb") as f:
-            data = f.read()
-        try:
-            return _decode_parsed(parse_envelope(data), mode)
-        except UnsafePickleError:
-            raise
-        except ValueError as exc:
-            raise ValueError(f"{exc} [{strict}]") from exc
-
-
-def _decode_parsed(
-    parsed: tuple[PersistedJobDataFormat | str, dict[str, Any]], mode: PickleMode
-) -> dict[str, Any]:
-    """The parsed file's data dictionary, its pickled values loaded as ``mode`` says.
-
-    Raises:
-        RuntimeError: If the values are pickled and ``mode`` is ``"refuse"``.
-        UnsafePickleError: If ``mode`` is ``"safe"`` and a value needs more than plain data.
-        ValueError: If a value is damaged.
-    """
-    data_format, dictionary = parsed
-    if data_format is PersistedJobDataFormat.PICKLED_V4:
-        require_pickle_allowed(mode)
-        load = unpickle_value if mode == "full" else safe_unpickle_value
-        return {k: load(k, decode_pickled_text(k, v)) for k, v in dictionary.items()}
-    return dictionary

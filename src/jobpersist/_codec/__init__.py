@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 Buffer = bytes | bytearray | memoryview
 #: ``convert(path, depth, value)``: what a plaintext encoder writes for a value it does not
-#: write itself (``jobpersist._conversion.convert_subtree``; passed in, so neither encoder
+#: write itself (``jobpersist._format.conversion.convert_subtree``; passed in, so neither encoder
 #: looks the conversion up by name).
 Convert = Callable[[list[Any], int, Any], Any]
 

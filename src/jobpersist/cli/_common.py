@@ -12,9 +12,9 @@ from typing import Any
 
 from jobpersist._codec.python.base64_stream import strict_b64decode
 from jobpersist._codec.python.pickle_frame import describe_crossing
-from jobpersist._envelope import loads, validate_envelope
-from jobpersist._format import PersistedJobDataFormat
-from jobpersist._pickle_inspect import PickleScan, scan_pickle
+from jobpersist._format.data_format import PersistedJobDataFormat
+from jobpersist._format.envelope import loads, validate_envelope
+from jobpersist._pickle.inspect import PickleScan, scan_pickle
 from jobpersist._size import parse_size
 
 

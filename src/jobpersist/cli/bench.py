@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TextIO
 
-from jobpersist._format import PersistedJobDataFormat
+from jobpersist._format.data_format import PersistedJobDataFormat
 from jobpersist._size import SIZE_HELP
 from jobpersist.cli._common import CliError, size_argument
 

@@ -7,8 +7,8 @@ import argparse
 import json
 from typing import Any, TextIO
 
-from jobpersist._format import PersistedJobDataFormat
-from jobpersist._pickle_inspect import DANGEROUS, SAFE
+from jobpersist._format.data_format import PersistedJobDataFormat
+from jobpersist._pickle.inspect import DANGEROUS, SAFE
 from jobpersist.cli._common import FileReport, analyze, format_size
 
 

@@ -67,11 +67,11 @@ def _safe_load_problems(path: str, report: FileReport) -> list[str]:
     list, so the safe interpreter runs, and builds the values or refuses them."""
     if not any(v.pickle is not None for v in report.values):
         return []
-    from jobpersist._safe_unpickle import UnsafePickleError
-    from jobpersist.data_persistence import _load
+    from jobpersist._format.load import load_file
+    from jobpersist._pickle.safe import UnsafePickleError
 
     try:
-        _load(path, "safe")
+        load_file(path, "safe")
     except UnsafePickleError as exc:
         return [f"safe mode refuses it: {exc}"]
     except (ValueError, OSError) as exc:

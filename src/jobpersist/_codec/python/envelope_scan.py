@@ -13,7 +13,7 @@ import re
 import orjson
 
 from jobpersist._codec.python.errors import DecodeError
-from jobpersist._schema import HEAD, tail
+from jobpersist._format.schema import HEAD, tail
 
 TAIL = tail("pickled_v4")
 _CONTROL = re.compile(rb"[\x00-\x1f]")

@@ -8,7 +8,7 @@ from typing import Any
 
 from jobpersist._codec.python.atomic_file import AtomicFile
 from jobpersist._codec.python.base64_lines import LINE_BYTES, LINE_TEXT, PIECE, Buffer, encode_lines
-from jobpersist._conversion import Convert, to_json_text
+from jobpersist._format.conversion import Convert, to_json_text
 
 # Write to the file in pieces of about this size, so memory stays bounded by the largest value.
 _FLUSH_AT = 1 << 20

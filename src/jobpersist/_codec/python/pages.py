@@ -35,7 +35,7 @@ def _native_calls() -> tuple[Any, Any, Any] | None:
 def placeholder(size: int) -> bytes:
     """A new ``bytes`` of ``size`` that holds no memory (zeros where ctypes is missing): left
     uninitialised, with the whole pages inside it given back to the system, as the native
-    codec's (see ``jobpersist._array_pickle``)."""
+    codec's (see ``jobpersist._pickle.dump``)."""
     calls = _native_calls()
     if calls is None:
         return bytes(size)

@@ -29,7 +29,7 @@ from pathlib import Path
 from types import GeneratorType
 from typing import Any
 
-from jobpersist._schema import MAX_DEPTH
+from jobpersist._format.schema import MAX_DEPTH
 
 __all__ = [
     "MAX_DEPTH",

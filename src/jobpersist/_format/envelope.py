@@ -11,10 +11,10 @@ from typing import Any
 import orjson
 
 from jobpersist import _codec
-from jobpersist._array_pickle import PickleStream
-from jobpersist._conversion import convert_subtree
-from jobpersist._format import Format, PersistedJobDataFormat
-from jobpersist._schema import HEAD, SCHEMA_NAME, SCHEMA_VERSION, tail
+from jobpersist._format.conversion import convert_subtree
+from jobpersist._format.data_format import Format, PersistedJobDataFormat
+from jobpersist._format.schema import HEAD, SCHEMA_NAME, SCHEMA_VERSION, tail
+from jobpersist._pickle.dump import PickleStream
 
 
 class RawPickled:

@@ -9,9 +9,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from jobpersist import _codec
-from jobpersist._conversion import coerce_keys
-from jobpersist._envelope import RawPickled, parse_envelope, write_envelope
-from jobpersist._format import Format, PersistedJobDataFormat, ResultFormat
+from jobpersist._format.conversion import coerce_keys
+from jobpersist._format.data_format import Format, PersistedJobDataFormat, ResultFormat
+from jobpersist._format.envelope import RawPickled, parse_envelope, write_envelope
 
 
 def merge_results(

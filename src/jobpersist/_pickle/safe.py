@@ -1040,7 +1040,7 @@ def safe_load_stream(
 
 def _unlisted_globals(payload: bytes) -> list[str]:
     """Every global outside the allow-list that the pickle names (read, never imported)."""
-    from jobpersist._pickle_inspect import scan_pickle  # only on a refusal
+    from jobpersist._pickle.inspect import scan_pickle  # only on a refusal
 
     scan = scan_pickle(payload)
     return sorted({g.qualified for g in scan.globals if not g.safe})
