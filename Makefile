@@ -57,7 +57,7 @@ fmt:
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
 
-## bench: the comparison table of the issues' targets (a few minutes)
+## bench: benches/compare.py: jobpersist against the reference, and its targets (a few minutes)
 bench: setup
 	$(PY) benches/compare.py
 

@@ -1,6 +1,6 @@
 """How long ``save_job_checkpoint_async`` blocks its caller, against ``pickle.dumps``.
 
-Target (issue 5): for a 256 MiB float64 array in PICKLED_V4, the call blocks for at most
+Target: for a 256 MiB float64 array in PICKLED_V4, the call blocks for at most
 1.3x the time of ``pickle.dumps(value, protocol=4)``, and the file written equals the
 synchronous save's bytes.
 

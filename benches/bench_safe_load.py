@@ -1,6 +1,6 @@
 """Safe mode's load time against full unpickling (``allow_pickle="safe"`` vs ``True``).
 
-Targets (issue 13), on both backends: a 256 MiB float64 array loads in safe mode in at most
+Targets, on both backends: a 256 MiB float64 array loads in safe mode in at most
 1.2x the time of ``allow_pickle=True``; 10,000 small values (``compare.py``'s ``small10k``
 case) in at most 3x. Each load runs in a fresh process (both modes pay the same first-touch
 page faults); a round runs every (backend, mode) in turn, and the medians are compared.

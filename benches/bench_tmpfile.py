@@ -4,7 +4,7 @@
 Each round runs ``benches/compare.py``'s save worker (a fresh process saving the 256 MiB float64
 array, pickled, fsync off, replacing the previous round's file) once per mode, the order
 alternating, so a noisy spell on a shared machine slows both. Prints the medians, the minimums
-and their ratios (unnamed / named); the issue's bound is 1.05.
+and their ratios (unnamed / named); the unnamed file should cost at most 1.05x the named one.
 
     python benches/bench_tmpfile.py [--rounds 10] [--backend native]
 """

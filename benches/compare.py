@@ -3,13 +3,17 @@
 Every measurement runs in a fresh process (this script re-invokes itself with ``--worker``),
 and each figure is the median of several rounds; a round runs every implementation in turn,
 so that a busy spell on the machine slows them alike. Prints a table and exits non-zero when
-a target of the issues is missed. One target holds for every case: the pure-Python fallback
+a target is missed. One target holds for every case: the pure-Python fallback
 (what the ``py3-none-any`` wheel installs) saves and loads at least as fast as the reference.
 
     python benches/compare.py              # the full comparison (a few minutes)
     python benches/compare.py --quick      # fewer rounds, no 1 GiB case
     python benches/compare.py --json out.json
     python benches/compare.py --cases nested list tensor   # some cases only
+
+A run worth keeping goes to ``benches/results/``, named by its date and what it measures:
+
+    python benches/compare.py | tee benches/results/$(date -u +%F)-compare.txt
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ def _payload(case: str, size: int) -> dict[str, Any]:
     rng = np.random.default_rng(1234)
     if case == "array":
         return {"weights": rng.random(size // 8)}
-    # Issue 12: arrays nested in a value stream as a top-level one does.
+    # Arrays nested in a value stream as a top-level one does.
     if case == "nested":
         return {"state": {f"w{i}": rng.random(size // 32) for i in range(4)}}
     if case == "list":
@@ -288,7 +292,7 @@ def compare(case: str, size: int, rounds: int, impls: tuple[str, ...], report: R
     if len(digests) != 1:
         report.failures.append(f"{label}: files differ between implementations")
     if ref is not None and "python" in results:
-        # Issue 9: where no native wheel fits, the fallback must not be a step back.
+        # Where no native wheel fits, the fallback must not be a step back.
         py = results["python"]
         report.fallback.append(
             (f"{label} save: reference / python", ref["save_s"] / py["save_s"], 1.0, True)
@@ -342,7 +346,7 @@ def main() -> int:
             few = rounds if size < 1024 * MiB else max(1, rounds // 2)
             compare("array", size, few, IMPLS, report)
 
-    # Issue 12: 256 MiB nested in a dict, split in a list, held by a PennyLane tensor.
+    # 256 MiB nested in a dict, split in a list, held by a PennyLane tensor.
     for case, what in (
         ("nested", "4 x 64 MiB in a nested dict"),
         ("list", "256 x 1 MiB in a list"),

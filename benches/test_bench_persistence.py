@@ -1,6 +1,6 @@
 """pytest-benchmark cases: ``pytest benches/ --benchmark-only`` (not part of the test suite).
 
-In-process and small, for quick relative comparisons while developing; the issues' targets
+In-process and small, for quick relative comparisons while developing; the targets
 are checked by ``benches/compare.py``, which runs every case in a fresh process.
 """
 
