@@ -15,7 +15,9 @@ from typing import Any
 
 import pytest
 from braket.jobs import data_persistence as reference
-from conftest import JobEnv, child_env, snapshot, temp_leftovers
+from support.files import temp_leftovers
+from support.jobenv import JobEnv, child_env
+from support.reference import snapshot
 
 import jobpersist
 

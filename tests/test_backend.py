@@ -12,7 +12,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import child_env, python_only_run, require_backend
+from support.backends import python_only_run
+from support.jobenv import child_env
 
 import jobpersist
 from jobpersist import _codec
@@ -79,13 +80,11 @@ def test_bogus_backend_raises_import_error_in_process() -> None:
     assert proc.stdout.startswith("ImportError")
 
 
-@pytest.mark.parametrize("name", ["native", "python"])
-def test_use_switches_backend(name: str) -> None:
-    require_backend(name)
+def test_use_switches_backend(backend_name: str) -> None:
     previous = (_codec.BACKEND, _codec.CODEC)
     try:
-        _codec.use(name)
-        assert jobpersist.BACKEND == name == _codec.BACKEND
+        _codec.use(backend_name)
+        assert jobpersist.BACKEND == backend_name == _codec.BACKEND
     finally:
         _codec.BACKEND, _codec.CODEC = previous
 

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import JobEnv, child_env, peak_extra_memory
+from support.jobenv import JobEnv, child_env
+from support.memory import peak_extra_memory
 
 import jobpersist
 from jobpersist import background
@@ -473,11 +474,8 @@ def test_save_from_done_callback_does_not_deadlock(
 # --------------------------------------------------------------------------------------------
 # Interpreter exit
 # --------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["native", "python"])
-def test_atexit_drains_pending_saves(name: str, job_env: JobEnv, tmp_path: Path) -> None:
-    from conftest import require_backend
+def test_atexit_drains_pending_saves(backend_name: str, job_env: JobEnv, tmp_path: Path) -> None:
 
-    require_backend(name)
     script = textwrap.dedent(
         """
         import time
@@ -499,7 +497,7 @@ def test_atexit_drains_pending_saves(name: str, job_env: JobEnv, tmp_path: Path)
         """
     )
     env = child_env(
-        name,
+        backend_name,
         AMZN_BRAKET_CHECKPOINT_DIR=str(job_env.checkpoint_dir),
         AMZN_BRAKET_JOB_NAME=job_env.job_name,
         AMZN_BRAKET_JOB_RESULTS_DIR=str(job_env.results_dir),
@@ -539,8 +537,7 @@ def test_exported_from_package() -> None:
         assert name in jobpersist.__all__
 
 
-@pytest.mark.parametrize("name", ["native", "python"])
-def test_a_background_save_copies_the_data_once(tmp_path: Path, name: str) -> None:
+def test_a_background_save_copies_the_data_once(tmp_path: Path, backend_name: str) -> None:
     # The snapshot is one copy of the array's data; the writer encodes its pieces as they are.
     # Joining them (as this code once did) would take a second copy: 2x the payload.
     setup = """
@@ -550,5 +547,5 @@ def test_a_background_save_copies_the_data_once(tmp_path: Path, name: str) -> No
         data = {"w": np.random.default_rng(3).random(12 << 20), "n": 1}  # 96 MiB
     """
     action = 'jobpersist.save_job_checkpoint_async(data, data_format="pickled_v4").result()'
-    extra = peak_extra_memory(name, tmp_path, setup, action)
+    extra = peak_extra_memory(backend_name, tmp_path, setup, action)
     assert extra < (96 << 20) * 1.2, f"peak extra {extra / (1 << 20):.0f} MiB for 96 MiB"

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import JobEnv
+from support.jobenv import JobEnv
 
 import jobpersist
 from jobpersist import braket_patch, data_persistence

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import JobEnv, child_env
+from support.jobenv import JobEnv, child_env
 
 import jobpersist
 from jobpersist import cli

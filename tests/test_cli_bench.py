@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import native_available
+from support.backends import native_available
 
 import jobpersist
 from jobpersist import cli

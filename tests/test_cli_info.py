@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import child_env, native_available, python_only_run
+from support.backends import native_available, python_only_run
+from support.jobenv import child_env
 
 import jobpersist
 from jobpersist.cli import info

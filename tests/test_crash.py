@@ -23,7 +23,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import child_env, temp_leftovers
+from support.files import temp_leftovers
+from support.jobenv import child_env
 
 import jobpersist
 

@@ -26,9 +26,10 @@ from _corpus import (
     texts,
     values,
 )
-from conftest import Twin, canon, pickle_stable
 from hypothesis import assume, given
 from hypothesis import strategies as st
+from support.reference import Twin
+from support.values import canon, pickle_stable
 
 pytestmark = pytest.mark.usefixtures("backend")
 
@@ -512,7 +513,7 @@ def test_a_step_broken_alike_on_both_sides_fails(twin: Twin, broken: Any) -> Non
 
 
 def test_undocumented_reference_errors_have_no_counterpart() -> None:
-    from conftest import expected_error_class
+    from support.reference import expected_error_class
 
     for error in (KeyError("k"), AttributeError("a"), NotADirectoryError(20, "x")):
         if isinstance(error, OSError):

@@ -17,7 +17,9 @@ import numpy as np
 import pytest
 from braket.jobs import data_persistence as reference
 from braket.jobs_data import PersistedJobDataFormat as ReferenceFormat
-from conftest import JobEnv, canon, require_backend
+from support.backends import require_backend
+from support.jobenv import JobEnv
+from support.values import canon
 
 import jobpersist
 from jobpersist import _codec

@@ -25,9 +25,11 @@ from typing import Any
 import pytest
 from braket.jobs import serialization as reference_serialization
 from braket.jobs_data import PersistedJobDataFormat as ReferenceFormat
-from conftest import JobEnv, Twin, canon, child_env
 from hypothesis import given
 from hypothesis import strategies as st
+from support.jobenv import JobEnv, child_env
+from support.reference import Twin
+from support.values import canon
 
 import jobpersist
 from jobpersist import PersistedJobDataFormat, serialization

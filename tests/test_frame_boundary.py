@@ -27,9 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import BACKENDS, child_env, require_backend
 from hypothesis import given
 from hypothesis import strategies as st
+from support.backends import require_backend
+from support.jobenv import child_env
 
 from jobpersist import _codec
 from jobpersist._codec.python import pickle_frame as _pickle_frame
@@ -169,9 +170,7 @@ CHILD = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("backend_name", BACKENDS)
 def test_every_load_path_reads_as_loads_or_refuses(backend_name: str, tmp_path: Path) -> None:
-    require_backend(backend_name)
     cases, expected = [], {}
     for name in OPCODES:
         for size, padded in VARIANTS:

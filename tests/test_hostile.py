@@ -18,9 +18,11 @@ from typing import Any
 
 import pytest
 from braket.jobs import data_persistence as reference
-from conftest import JobEnv, canon, environ, temp_leftovers
 from hypothesis import given
 from hypothesis import strategies as st
+from support.files import temp_leftovers
+from support.jobenv import JobEnv, environ
+from support.values import canon
 
 import jobpersist
 

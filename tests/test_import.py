@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import child_env, require_backend
+from support.jobenv import child_env
 
 import jobpersist
 
@@ -63,9 +63,7 @@ def run_python(code: str, **env: str) -> str:
     return proc.stdout
 
 
-@pytest.mark.parametrize("backend", ["native", "python"])
-def test_import_is_light(backend: str) -> None:
-    require_backend(backend)
+def test_import_is_light(backend_name: str) -> None:
     # Only what jobpersist itself imports counts: orjson, its one dependency, imports `uuid`,
     # which on Python 3.10 imports subprocess and threading.
     code = (
@@ -75,7 +73,7 @@ def test_import_is_light(backend: str) -> None:
         "import jobpersist\n"
         f"print(json.dumps([m for m in {NOT_AT_IMPORT!r} if m in set(sys.modules) - before]))\n"
     )
-    assert json.loads(run_python(code, JOBPERSIST_BACKEND=backend)) == []
+    assert json.loads(run_python(code, JOBPERSIST_BACKEND=backend_name)) == []
 
 
 def test_public_names_still_import() -> None:

@@ -16,9 +16,11 @@ from typing import Any, cast
 
 import numpy as np
 import pytest
-from conftest import Twin, child_env, peak_extra_memory
 from hypothesis import given
 from hypothesis import strategies as st
+from support.jobenv import child_env
+from support.memory import peak_extra_memory
+from support.reference import Twin
 
 import jobpersist
 from jobpersist._pickle import dump as _array_pickle
@@ -324,8 +326,7 @@ def test_any_nesting_is_pickle_dumps(parts: list[Any], data: st.DataObject) -> N
     assert out == pickle.dumps(value, protocol=4)
 
 
-@pytest.mark.parametrize("name", ["native", "python"])
-def test_nested_arrays_are_not_copied(tmp_path: Path, name: str) -> None:
+def test_nested_arrays_are_not_copied(tmp_path: Path, backend_name: str) -> None:
     # 96 MiB of arrays in a nested dict and a list (64 x 1 MiB): a copy of the payload, or
     # the placeholders' pages kept resident, would show in the peak.
     setup = """
@@ -339,7 +340,7 @@ def test_nested_arrays_are_not_copied(tmp_path: Path, name: str) -> None:
         }
     """
     action = 'jobpersist.save_job_checkpoint(data, data_format="pickled_v4")'
-    extra = peak_extra_memory(name, tmp_path, setup, action)
+    extra = peak_extra_memory(backend_name, tmp_path, setup, action)
     assert extra < 16 << 20, f"peak extra {extra / (1 << 20):.0f} MiB for 96 MiB of arrays"
 
 

@@ -22,7 +22,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import child_env
+from support.jobenv import child_env
 
 pytestmark = pytest.mark.usefixtures("backend")
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import JobEnv
+from support.jobenv import JobEnv
 
 import jobpersist
 from jobpersist import _codec

@@ -34,7 +34,7 @@ from braket.devices import LocalSimulator
 from braket.jobs_data import PersistedJobDataFormat
 from braket.tracking import Tracker
 from braket.tracking.tracking_events import _TaskCompletionEvent, _TaskCreationEvent
-from conftest import Twin
+from support.reference import Twin
 
 pytestmark = [
     pytest.mark.usefixtures("backend"),

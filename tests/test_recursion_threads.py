@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import JobEnv
+from support.jobenv import JobEnv
 
 import jobpersist
 from jobpersist import _codec

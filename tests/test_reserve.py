@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import JobEnv, temp_leftovers
+from support.files import temp_leftovers
+from support.jobenv import JobEnv
 
 import jobpersist
 from jobpersist._codec.python import atomic_file as _atomic

@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from _safe_corpus import CORPUS, LOADABLE, REFUSED, Trickle
-from conftest import JobEnv, child_env, pennylane_available
 from hypothesis import given
 from hypothesis import strategies as st
+from support.backends import pennylane_available
+from support.jobenv import JobEnv, child_env
 
 import jobpersist
 from jobpersist import UnsafePickleError
@@ -262,7 +263,7 @@ def test_verify_safe_only_runs_the_loader(
 
 def test_patched_braket_loads_safe_by_environment(job_env: JobEnv) -> None:
     # Unchanged Braket code, default arguments: JOBPERSIST_ALLOW_PICKLE=safe applies.
-    from conftest import environ
+    from support.jobenv import environ
 
     jobpersist.save_job_checkpoint({"w": np.arange(3.0)}, data_format=F.PICKLED_V4)
     with jobpersist.patch_braket():

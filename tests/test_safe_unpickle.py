@@ -16,9 +16,11 @@ from typing import Any
 import numpy as np
 import pytest
 from _safe_corpus import Trickle
-from conftest import JobEnv, canon, environ, pennylane_available
 from hypothesis import given
 from hypothesis import strategies as st
+from support.backends import pennylane_available
+from support.jobenv import JobEnv, environ
+from support.values import canon
 
 import jobpersist
 from jobpersist import UnsafePickleError

@@ -15,9 +15,12 @@ from _corpus import PLAINTEXT_CORPUS, texts, values
 from braket.jobs import data_persistence as reference
 from braket.jobs import serialization as reference_serialization
 from braket.jobs_data import PersistedJobDataFormat as ReferenceFormat
-from conftest import JobEnv, canon, snapshot, temp_leftovers
 from hypothesis import given
 from hypothesis import strategies as st
+from support.files import temp_leftovers
+from support.jobenv import JobEnv
+from support.reference import snapshot
+from support.values import canon
 
 import jobpersist
 from jobpersist import PersistedJobDataFormat

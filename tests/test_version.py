@@ -6,7 +6,7 @@ import importlib.metadata
 from pathlib import Path
 
 import pytest
-from conftest import require_backend
+from support.backends import require_backend
 
 import jobpersist
 

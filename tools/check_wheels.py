@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import json
 import os
 import shutil
@@ -24,9 +25,24 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import tomllib
 from build_wheels import ROOT, find_interpreters
+
+
+def _load_environment_module() -> Any:
+    """``jobpersist._environment`` from the source tree, by path: this tool runs without
+    jobpersist installed, and that module needs only the standard library."""
+    path = ROOT / "src" / "jobpersist" / "_environment.py"
+    spec = importlib.util.spec_from_file_location("jobpersist_environment", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_ENVIRONMENT = _load_environment_module()
 
 TOOLS = Path(__file__).resolve().parent
 # amazon-braket-sdk (the oracle of the differential tests) needs Python 3.11+.
@@ -193,11 +209,12 @@ def _job_env(base: dict[str, str], opt_ml: Path, hp_file: Path, code: Path) -> d
     """The variables the job container sets for the customer's script (and its folders)."""
     for folder in ("checkpoints", "model", "input/data"):
         (opt_ml / folder).mkdir(parents=True, exist_ok=True)
+    job = _ENVIRONMENT.job_variables(
+        "jobpersist-bundle-test", str(opt_ml / "checkpoints"), str(opt_ml / "model")
+    )
     return {
         **base,
-        "AMZN_BRAKET_JOB_NAME": "jobpersist-bundle-test",
-        "AMZN_BRAKET_CHECKPOINT_DIR": str(opt_ml / "checkpoints"),
-        "AMZN_BRAKET_JOB_RESULTS_DIR": str(opt_ml / "model"),
+        **job,
         "AMZN_BRAKET_INPUT_DIR": str(opt_ml / "input" / "data"),
         "AMZN_BRAKET_HP_FILE": str(hp_file),
         "AMZN_BRAKET_DEVICE_ARN": "local:braket/braket.local.qubit",

@@ -1,15 +1,18 @@
 //! The one place where failures become Python exceptions.
 //!
-//! Core errors (`jobpersist_core::Error`, `NestingError`) are mapped here, and
-//! every other exception the module raises is built here as well (the
-//! plaintext encoder's, a writer used out of order, an unusable buffer), so
+//! Core errors (`jobpersist_core::Error`, `NestingError`, `Crossing`) are
+//! mapped here, and every other exception the module raises is built here as
+//! well (the plaintext encoder's, a writer used out of order, an unusable
+//! buffer, a size too large), so
 //! `new_err` appears nowhere else in the glue. Argument types that pyo3
 //! refuses while converting a call's arguments raise pyo3's own `TypeError`.
 
 use std::path::Path;
 
 use jobpersist_core::{Crossing, Error, NestingError, MAX_DEPTH};
-use pyo3::exceptions::{PyBufferError, PyOSError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{
+    PyBufferError, PyOSError, PyOverflowError, PyRuntimeError, PyTypeError, PyValueError,
+};
 use pyo3::PyErr;
 
 pyo3::create_exception!(
@@ -120,4 +123,9 @@ pub fn misuse(message: &'static str) -> PyErr {
 /// A buffer the method cannot use (read-only, not contiguous).
 pub fn unusable_buffer(message: &'static str) -> PyErr {
     PyBufferError::new_err(message)
+}
+
+/// A size Python's objects cannot hold (more than `isize::MAX` bytes).
+pub fn too_large(message: &'static str) -> PyErr {
+    PyOverflowError::new_err(message)
 }

@@ -1,5 +1,5 @@
 //! Placeholders for array data the pickler must not copy (see
-//! `jobpersist._array_pickle`).
+//! `jobpersist._pickle.dump`).
 
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -16,7 +16,7 @@ use pyo3::types::PyBytes;
 #[pyfunction]
 pub fn placeholder(py: Python<'_>, size: usize) -> PyResult<Bound<'_, PyBytes>> {
     let len = pyo3::ffi::Py_ssize_t::try_from(size)
-        .map_err(|_| pyo3::exceptions::PyOverflowError::new_err("placeholder too large"))?;
+        .map_err(|_| crate::errors::too_large("placeholder too large"))?;
     // SAFETY: a null pointer asks CPython for `len` uninitialised bytes (the documented
     // use of PyBytes_FromStringAndSize); it returns a new reference or null with an
     // exception set, which `from_owned_ptr_or_err` takes over either way; what it returns

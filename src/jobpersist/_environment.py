@@ -9,12 +9,50 @@ reference writes.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
+
+JOB_NAME = "AMZN_BRAKET_JOB_NAME"
+CHECKPOINT_DIR = "AMZN_BRAKET_CHECKPOINT_DIR"
+RESULTS_DIR = "AMZN_BRAKET_JOB_RESULTS_DIR"
+# Names the reference ignores (its docstrings mention them): a job environment clears them.
+IGNORED = ("CHECKPOINT_DIR", "JOB_NAME")
+
+
+def job_variables(job_name: str, checkpoint_dir: str, results_dir: str) -> dict[str, str]:
+    """The variables a Braket job container sets for these folders: what this module reads.
+    (Also loaded by file path from ``tools/check_wheels.py``: stdlib imports only.)"""
+    return {JOB_NAME: job_name, CHECKPOINT_DIR: checkpoint_dir, RESULTS_DIR: results_dir}
+
+
+@contextlib.contextmanager
+def job_environment(job_name: str, checkpoint_dir: str, results_dir: str) -> Iterator[None]:
+    """This process's environment as a job's (``job_variables``, the ignored names unset)
+    for the duration of the block, then as it was. For the CLI's own runs, not the library's:
+    the environment is process-wide."""
+    values: dict[str, str | None] = {name: None for name in IGNORED}
+    values.update(job_variables(job_name, checkpoint_dir, results_dir))
+    saved = {name: os.environ.get(name) for name in values}
+    try:
+        for name, value in values.items():
+            _set(name, value)
+        yield
+    finally:
+        for name, value in saved.items():
+            _set(name, value)
+
+
+def _set(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
 
 
 def get_job_name() -> str:
     """The current job's name: ``AMZN_BRAKET_JOB_NAME``, else ``""``."""
-    return os.environ.get("AMZN_BRAKET_JOB_NAME", "")
+    return os.environ.get(JOB_NAME, "")
 
 
 def get_checkpoint_dir() -> str:
@@ -23,13 +61,13 @@ def get_checkpoint_dir() -> str:
     An empty value means ``.`` too: the reference would write ``/{job_name}.json``, at the
     file system's root.
     """
-    return os.environ.get("AMZN_BRAKET_CHECKPOINT_DIR") or "."
+    return os.environ.get(CHECKPOINT_DIR) or "."
 
 
 def get_results_dir() -> str:
     """The results directory: ``AMZN_BRAKET_JOB_RESULTS_DIR``, else ``.`` (also when empty,
     which the reference reads as the working directory as well)."""
-    return os.environ.get("AMZN_BRAKET_JOB_RESULTS_DIR") or "."
+    return os.environ.get(RESULTS_DIR) or "."
 
 
 def check_name(what: str, name: str) -> None:

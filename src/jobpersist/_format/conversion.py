@@ -1,7 +1,7 @@
 """The reference's conversion of values for plaintext JSON, and of top-level keys.
 
 The reference persists through a pydantic v1 model: its ``.dict()`` rebuilds containers, then
-``json.dumps(default=pydantic_encoder)`` converts what JSON cannot hold. ``to_jsonable``
+``json.dumps(default=pydantic_encoder)`` converts what JSON cannot hold. ``convert_subtree``
 does both in one walk, so ``json.dumps`` of its result gives the reference's bytes, while
 naming the key path of a value nothing converts and refusing cycles with a ``ValueError``.
 
@@ -39,7 +39,6 @@ __all__ = [
     "convert_default",
     "convert_subtree",
     "to_json_text",
-    "to_jsonable",
 ]
 
 # The reference never converts these: json.dumps writes them as they are.
@@ -347,22 +346,10 @@ class _Walker:
 Convert = Callable[[list[Any], int, Any], Any]
 
 
-def to_jsonable(key: Any, value: Any) -> Any:
-    """Converts ``value`` (stored under ``key``) to what the reference's encoder writes.
-
-    Returns:
-        Any: Built of exact dicts and lists, and of str, int, float, bool and None (or their
-        subclasses, which json.dumps writes as their base type), ready for ``json.dumps``.
-
-    Raises:
-        TypeError: If a value or a nested key has no JSON form; the message names its path.
-        ValueError: On a circular reference or nesting deeper than ``MAX_DEPTH``.
-    """
-    return convert_subtree([key], 0, value)
-
-
 def convert_subtree(path: list[Any], depth: int, value: Any) -> Any:
-    """``to_jsonable`` for a value found at ``path``, ``depth`` containers down.
+    """Converts ``value``, found at ``path``, ``depth`` containers down, to what the
+    reference's encoder writes: exact dicts and lists, and str, int, float, bool and None (or
+    their subclasses, which json.dumps writes as their base type), ready for ``json.dumps``.
 
     The plaintext encoders take this function as their ``convert`` argument: the native one
     calls it for every object it does not write itself (containers of subclassed types,

@@ -176,6 +176,25 @@ def _as_text(value: Any) -> str | None:
     return None
 
 
+def _pop_arguments(opcode: pickletools.OpcodeInfo, stack: list[Any]) -> list[Any]:
+    """Pops what ``opcode`` consumes from the simulated ``stack``: everything down to the
+    topmost mark, or a count. Returns the items popped above the mark (or the count)."""
+    name, before = opcode.name, opcode.stack_before
+    if pickletools.markobject in before or (name == "POP" and stack and stack[-1] is _MARK):
+        while stack and stack[-1] is not _MARK:
+            stack.pop()
+        if not stack:
+            raise ValueError(f"{name} without a MARK on the stack")
+        stack.pop()
+        count = before.index(pickletools.markobject) if name != "POP" else 0
+    else:
+        count = len(before)
+    popped = stack[len(stack) - count :] if count else []
+    if count:
+        del stack[-count:]
+    return popped
+
+
 def scan_pickle(payload: bytes) -> PickleScan:
     """Walks the opcodes of ``payload`` (never unpickling) and reports its globals.
 
@@ -213,23 +232,7 @@ def scan_pickle(payload: bytes) -> PickleScan:
             if name == "DUP":
                 stack.append(stack[-1] if stack else _UNKNOWN)
                 continue
-            before = opcode.stack_before
-            # Pop what the opcode consumes: everything down to the topmost mark, or a count.
-            if pickletools.markobject in before or (name == "POP" and stack and stack[-1] is _MARK):
-                while stack and stack[-1] is not _MARK:
-                    stack.pop()
-                if not stack:
-                    raise ValueError(f"{name} without a MARK on the stack")
-                stack.pop()
-                extra = before.index(pickletools.markobject) if name != "POP" else 0
-                popped: list[Any] = stack[len(stack) - extra :] if extra else []
-                if extra:
-                    del stack[-extra:]
-            else:
-                count = len(before)
-                popped = stack[len(stack) - count :] if count else []
-                if count:
-                    del stack[-count:]
+            popped = _pop_arguments(opcode, stack)
             # Record the globals.
             pushed: Any = _UNKNOWN
             if name in ("GLOBAL", "INST"):

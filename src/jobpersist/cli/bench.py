@@ -17,9 +17,10 @@ import platform
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
+from jobpersist._environment import job_environment
 from jobpersist._format.data_format import PersistedJobDataFormat
 from jobpersist._size import SIZE_HELP
 from jobpersist.cli._common import CliError, size_argument
@@ -159,22 +160,6 @@ class _Progress:
             self.rich.stop()
 
 
-@contextlib.contextmanager
-def _job_environment(directory: str) -> Iterator[None]:
-    keys = ("AMZN_BRAKET_CHECKPOINT_DIR", "AMZN_BRAKET_JOB_NAME", "CHECKPOINT_DIR", "JOB_NAME")
-    saved = {k: os.environ.get(k) for k in keys}
-    os.environ["AMZN_BRAKET_CHECKPOINT_DIR"] = directory
-    os.environ["AMZN_BRAKET_JOB_NAME"] = "jobpersist-bench"
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 @dataclasses.dataclass
 class Timing:
     impl: str
@@ -202,7 +187,7 @@ def run_bench(
     bar = _Progress(len(sizes) * len(impls) * rounds, err, progress)
     timings: list[Timing] = []
     try:
-        with _job_environment(directory):
+        with job_environment("jobpersist-bench", directory, directory):
             for impl in impls:  # warm-up: imports, first-call costs
                 impl.setup()
                 impl.save({"warm": [1.0]}, "warmup", impl.formats.PICKLED_V4)
@@ -300,7 +285,8 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             return 0
         from jobpersist.cli.plot import plot
 
-        plot(timings, args.format, args.plot)
+        title = f"jobpersist bench: {machine_summary()}"
+        plot(timings, args.format, args.plot, title, size_label)
         print(f"chart written to {args.plot}", file=out)
     else:
         print("add --plot FILE.png for a chart (needs pip install 'jobpersist[bench]')", file=out)

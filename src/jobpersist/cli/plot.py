@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
-from jobpersist.cli.bench import Timing, machine_summary, size_label
+
+class Timing(Protocol):
+    """One implementation's save and load time at one payload size (``cli.bench.Timing``)."""
+
+    impl: str
+    size: int
+    save: float
+    load: float
 
 
-def plot(timings: Sequence[Timing], fmt: str, path: str) -> None:
-    """Writes the throughput chart (needs matplotlib)."""
+def plot(
+    timings: Sequence[Timing], fmt: str, path: str, title: str, size_label: Callable[[int], str]
+) -> None:
+    """Writes the throughput chart of ``timings`` to ``path`` (needs matplotlib), titled
+    ``title``, its payload sizes labelled by ``size_label``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -32,7 +43,7 @@ def plot(timings: Sequence[Timing], fmt: str, path: str) -> None:
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("throughput (MB/s)")
     axes[0].legend()
-    fig.suptitle(f"jobpersist bench: {machine_summary()}", fontsize=9)
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
