@@ -18,7 +18,7 @@ import pytest
 
 import jobpersist
 from jobpersist import cli
-from jobpersist.cli.bundle import BEGIN, END, Target, Wheel
+from jobpersist._packaging.bundle import BEGIN, END, Target, Wheel
 
 VERSION = jobpersist.__version__
 ORJSON = "3.10.7"

@@ -1,0 +1,2 @@
+"""Packaging tools for the command line (``jobpersist bundle``): never imported by the
+library itself."""
