@@ -7,7 +7,7 @@ RELEASE_VENV ?= .venv-release
 RELEASE_PY := $(RELEASE_VENV)/bin/python
 RELEASE_TOOLS := maturin==1.16.0 ziglang==0.17.1 auditwheel==6.8.2
 
-.PHONY: help setup demo test test-rust test-python lint fmt bench wheels test-wheels clean
+.PHONY: help setup demo test test-quick test-rust test-python lint fmt bench wheels test-wheels clean
 .DEFAULT_GOAL := help
 
 ## help: this list (the `## target:` comments of this Makefile); `make` alone shows it
@@ -32,6 +32,10 @@ demo: setup
 
 ## test: set up, then the Rust core's tests and the whole pytest suite (both backends)
 test: setup test-rust test-python
+
+## test-quick: the fast part of the pytest suite (no tests marked slow, fewer hypothesis examples)
+test-quick: setup
+	HYPOTHESIS_PROFILE=quick $(PY) -m pytest -q -m "not slow"
 
 ## test-rust: the Rust core's tests, and its parity tests against CPython
 test-rust:

@@ -46,6 +46,10 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
+        "slow: subprocesses, SIGKILL and strace runs, large saves (left out by `make test-quick`)",
+    )
+    config.addinivalue_line(
+        "markers",
         "pennylane: needs PennyLane (real-script cases with pennylane.numpy tensors); "
         "skipped only when pennylane cannot be imported",
     )

@@ -537,6 +537,7 @@ def test_exported_from_package() -> None:
         assert name in jobpersist.__all__
 
 
+@pytest.mark.slow
 def test_a_background_save_copies_the_data_once(tmp_path: Path, backend_name: str) -> None:
     # The snapshot is one copy of the array's data; the writer encodes its pieces as they are.
     # Joining them (as this code once did) would take a second copy: 2x the payload.

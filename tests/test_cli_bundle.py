@@ -320,6 +320,7 @@ def test_refuses_broken_markers(
 # --------------------------------------------------------------------------------------------
 # pip installs the bundle offline, from any directory
 # --------------------------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("cwd", ["job", "elsewhere"])
 def test_pip_installs_the_bundle_offline(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], cwd: str

@@ -28,7 +28,8 @@ from support.jobenv import child_env
 
 import jobpersist
 
-pytestmark = pytest.mark.usefixtures("backend")
+# SIGKILL loops, strace runs, fault sweeps: `make test-quick` leaves them out.
+pytestmark = [pytest.mark.usefixtures("backend"), pytest.mark.slow]
 
 TRIALS = 30
 

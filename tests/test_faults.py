@@ -36,7 +36,8 @@ from support.jobenv import JobEnv
 import jobpersist
 from jobpersist._codec.python import atomic_file as _atomic
 
-pytestmark = pytest.mark.usefixtures("backend")
+# SIGKILL loops, strace runs, fault sweeps: `make test-quick` leaves them out.
+pytestmark = [pytest.mark.usefixtures("backend"), pytest.mark.slow]
 
 ERRNOS = {
     "EIO": errno.EIO,

@@ -12,6 +12,9 @@ import pytest
 import jobpersist
 from jobpersist import PersistedJobDataFormat, _codec
 
+# Subprocesses, large saves or many rounds: `make test-quick` leaves these out.
+pytestmark = pytest.mark.slow
+
 
 def _bytes_value() -> dict[str, object]:
     return {"blob": bytes(range(256)) * (128 * 4096)}  # 128 MiB

@@ -326,6 +326,7 @@ def test_any_nesting_is_pickle_dumps(parts: list[Any], data: st.DataObject) -> N
     assert out == pickle.dumps(value, protocol=4)
 
 
+@pytest.mark.slow
 def test_nested_arrays_are_not_copied(tmp_path: Path, backend_name: str) -> None:
     # 96 MiB of arrays in a nested dict and a list (64 x 1 MiB): a copy of the payload, or
     # the placeholders' pages kept resident, would show in the peak.

@@ -290,6 +290,7 @@ def test_streams_large_values(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------ errors
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["list", "tuple", "dict"])
 def test_very_deep_nesting_is_value_error(tmp_path: Path, kind: str) -> None:
     assert assert_same(tmp_path, nest(100_000, kind)) is ValueError

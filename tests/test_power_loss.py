@@ -24,7 +24,8 @@ from pathlib import Path
 import pytest
 from support.jobenv import child_env
 
-pytestmark = pytest.mark.usefixtures("backend")
+# SIGKILL loops, strace runs, fault sweeps: `make test-quick` leaves them out.
+pytestmark = [pytest.mark.usefixtures("backend"), pytest.mark.slow]
 
 SYSCALLS = (
     "openat,open,creat,write,pwrite64,writev,pwritev,pwritev2,fsync,fdatasync,sync_file_range,"

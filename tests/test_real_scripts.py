@@ -37,6 +37,7 @@ from braket.tracking.tracking_events import _TaskCompletionEvent, _TaskCreationE
 from support.reference import Twin
 
 pytestmark = [
+    pytest.mark.slow,
     pytest.mark.usefixtures("backend"),
     # jobpersist's warning for data_format="pickle" is tested in test_formats.py.
     pytest.mark.filterwarnings("ignore:data_format=.* is not PersistedJobDataFormat:UserWarning"),

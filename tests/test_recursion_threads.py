@@ -23,6 +23,9 @@ from jobpersist import _codec
 from jobpersist._format.conversion import convert_subtree
 from jobpersist._format.schema import MAX_DEPTH
 
+# Subprocesses, large saves or many rounds: `make test-quick` leaves these out.
+pytestmark = pytest.mark.slow
+
 F = jobpersist.PersistedJobDataFormat
 THREADS = 8
 

@@ -92,6 +92,7 @@ def test_a_large_save_reserves_then_trims(
     assert temp_leftovers(job_env.checkpoint_dir) == []
 
 
+@pytest.mark.slow
 def test_many_large_values_reserve_ahead(job_env: JobEnv, spy: Callable[[], list[str]]) -> None:
     # 48 arrays of 1 MiB, each announced on its own: the reservations run ahead of them by as
     # much as is written, so there are a few, not one per array.

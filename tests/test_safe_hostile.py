@@ -126,6 +126,7 @@ AUDIT_CHILD = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_audit_hook_sees_nothing_run(tmp_path: Path) -> None:
     # Audit hooks cannot be removed: the corpus runs in a child process.
     script = tmp_path / "child.py"

@@ -278,6 +278,7 @@ def test_circular_reference_pickled_roundtrips(job_env: JobEnv, kind: str) -> No
     assert canon(loaded) == canon(value)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("build", [nested_list, nested_dict], ids=["list", "dict"])
 def test_very_deep_nesting(job_env: JobEnv, fmt: str, build: Any) -> None:
