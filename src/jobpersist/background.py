@@ -30,7 +30,6 @@ import collections
 import dataclasses
 import os
 import pickle
-import re
 import sys
 import threading
 import time
@@ -50,8 +49,14 @@ from jobpersist._format.data_format import (
     result_format,
     warn_if_not_pickled,
 )
-from jobpersist._format.envelope import PreEncodedJson, PrePickled, write_envelope
+from jobpersist._format.envelope import (
+    PreEncodedJson,
+    PrePickled,
+    file_is_pickled,
+    write_envelope,
+)
 from jobpersist._format.results import merge_results
+from jobpersist._pickle.dump import dumps_in_pieces
 from jobpersist._size import parse_size
 from jobpersist.data_persistence import prepare_checkpoint
 
@@ -301,7 +306,7 @@ class _Writer:
             state = self.result_formats.get(path)
             pickled = state[0] if state is not None else None
         if pickled is None:
-            pickled = _file_pickled(path)
+            pickled = file_is_pickled(path)
         if pickled:
             # Plaintext requested over pickled results fails at the merge, as it does
             # synchronously: the Future gets the TypeError.
@@ -340,42 +345,6 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_WRITER.reset_after_fork)
 
 
-_TAIL_PICKLED = re.compile(rb'"dataFormat"\s*:\s*"pickled_v4"\s*}\s*$')
-
-
-def _file_pickled(path: str) -> bool:
-    """Whether the results file at ``path`` is pickled, judged from its last bytes."""
-    try:
-        with open(path, "rb") as f:
-            size = f.seek(0, os.SEEK_END)
-            f.seek(max(0, size - 96))
-            tail = f.read()
-    except OSError:
-        return False
-    return _TAIL_PICKLED.search(tail) is not None
-
-
-class _Chunks(list[bytes]):
-    """A file for ``pickle.Pickler``: keeps the pieces written, without joining them.
-
-    The C pickler hands a large ``bytes`` payload (a numpy array's data) to ``write`` as it
-    is, instead of copying it into its buffer as ``pickle.dumps`` does: the snapshot then
-    costs one copy of the data, not two. The writer thread encodes the pieces one after the
-    other; they are never joined.
-    """
-
-    def write(self, data: bytes | bytearray | memoryview) -> int:
-        self.append(data if type(data) is bytes else bytes(data))
-        return len(data)
-
-
-def _pickle_chunks(value: Any) -> list[bytes]:
-    """``pickle.dumps(value, protocol=4)``, as pieces (the same bytes once joined)."""
-    chunks = _Chunks()
-    pickle.Pickler(chunks, protocol=4).dump(value)
-    return chunks
-
-
 def _encoded(entries: list[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
     """The snapshot as ``write_envelope`` entries: a pickled value's pieces are written one
     after the other, never joined (the snapshot is the only copy of the data)."""
@@ -389,7 +358,7 @@ def _snapshot(data: dict[str, Any], data_format: Format) -> tuple[list[tuple[str
     size = 0
     if data_format.pickled:
         for key, value in data.items():
-            chunks = _pickle_chunks(value)
+            chunks = dumps_in_pieces(value)
             size += sum(len(c) for c in chunks)
             entries.append((key, chunks))
     else:

@@ -4,6 +4,8 @@ exactly as the reference's schema does (its ``PersistedJobData.parse_raw``)."""
 from __future__ import annotations
 
 import json
+import os
+import re
 from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
@@ -77,29 +79,22 @@ def write_envelope(
         writer.write_raw(HEAD)
         # One pickler for all values (memo cleared in between) writes what pickle.dumps
         # writes, without the cost of a new pickler per value; large arrays anywhere in a
-        # value are written from their memory (see _array_pickle).
+        # value are written from their memory (see jobpersist._pickle.dump).
         stream = PickleStream(writer) if data_format.pickled else None
-        # The loop runs once per value: tens of thousands of small values must stay cheap,
-        # hence PickleStream.dump spelled out below.
-        pickler = stream.pickler if stream is not None else None
-        redirected = stream.redirected if stream is not None else []
         # (Method calls spelled out: CPython 3.11 calls obj.method() faster than a method
         # bound beforehand.)
         separator = False
         for key, value in entries:
             writer.write_key(key, separator)
             separator = True
-            if pickler is not None and type(value) not in _ENCODED:
+            if stream is not None and type(value) not in _ENCODED:
                 writer.begin_b64()
                 try:
-                    pickler.dump(value)
+                    stream.dump(value)
                 except RecursionError as exc:
                     raise ValueError(
                         f"Data under key {key!r} is nested too deeply to pickle."
                     ) from exc
-                if redirected:
-                    stream.finish()  # type: ignore[union-attr]
-                pickler.clear_memo()
                 writer.end_b64()
             elif isinstance(value, PrePickled):
                 writer.begin_b64()
@@ -240,3 +235,20 @@ def parse_envelope(
         ValueError: If the bytes are not a valid envelope.
     """
     return validate_envelope(loads(data, exact))
+
+
+_TAIL_PICKLED = re.compile(rb'"dataFormat"\s*:\s*"pickled_v4"\s*}\s*$')
+
+
+def file_is_pickled(path: str) -> bool:
+    """Whether the file at ``path`` is pickled, judged from its last bytes (any JSON
+    layout): the one such check, for a background save choosing its snapshot's format
+    before the file is read whole."""
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - 96))
+            tail = f.read()
+    except OSError:
+        return False
+    return _TAIL_PICKLED.search(tail) is not None

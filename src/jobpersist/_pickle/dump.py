@@ -70,10 +70,8 @@ class PickleStream:
     """Pickles values one after another into an envelope writer's open base64 values.
 
     ``dump(value)`` writes exactly ``pickle.dumps(value, protocol=4)``; big arrays' data is
-    written from their memory (see the module's docstring). A loop over many small values
-    may do what ``dump`` does itself, to spare a Python call per value: ``pickler.dump``,
-    then ``finish()`` if ``redirected``, then ``pickler.clear_memo()``. One stream per file,
-    used by one thread; after an error, by nobody.
+    written from their memory (see the module's docstring). Every pickled value of a save goes
+    through it. One stream per file, used by one thread; after an error, by nobody.
 
     The pickler writes through ``functools.partial(writer.write)``: a C call, so a value
     without a large array costs what it would cost writing to the writer itself. When the
@@ -395,3 +393,25 @@ def _c_order_slabs(np: Any, array: Any) -> Iterator[Any]:
     step = max(1, _PIECE // row_bytes) if row_bytes else rows or 1
     for start in range(0, rows, step):
         yield np.ascontiguousarray(array[start : start + step])
+
+
+class _Pieces(list[bytes]):
+    """A file for ``pickle.Pickler``: keeps the pieces written, without joining them.
+
+    The C pickler hands a large ``bytes`` payload (a numpy array's data) to ``write`` as it
+    is, instead of copying it into its buffer as ``pickle.dumps`` does: the snapshot then
+    costs one copy of the data, not two. The writer thread encodes the pieces one after the
+    other; they are never joined.
+    """
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        self.append(data if type(data) is bytes else bytes(data))
+        return len(data)
+
+
+def dumps_in_pieces(value: Any) -> list[bytes]:
+    """``pickle.dumps(value, protocol=4)``, as pieces (the same bytes once joined): a
+    background save's snapshot, a copy of the value taken before the call returns."""
+    chunks = _Pieces()
+    pickle.Pickler(chunks, protocol=4).dump(value)
+    return chunks
