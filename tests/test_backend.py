@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 import pytest
-from support.backends import python_only_run
+from support.backends import python_only_run, require_backend
 from support.jobenv import child_env
 
 import jobpersist
@@ -92,3 +92,13 @@ def test_use_switches_backend(backend_name: str) -> None:
 def test_use_refuses_unknown_backend() -> None:
     with pytest.raises(ValueError):
         _codec.use("bogus")
+
+
+def test_the_backends_share_their_sizes() -> None:
+    # Thresholds and buffer sizes both codecs use (line width, flush and reservation sizes,
+    # the largest file read whole, the unpickler's peek size, the nesting limit): one value.
+    require_backend("native")
+    from jobpersist import _native
+    from jobpersist._codec.python.codec import LIMITS
+
+    assert _native.LIMITS == LIMITS

@@ -35,6 +35,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("DecodeError", m.py().get_type::<errors::DecodeError>())?;
     m.add("FrameError", m.py().get_type::<errors::FrameError>())?;
     m.add("PICKLE_PEEK_SIZE", jobpersist_core::PEEK_SIZE)?;
+    m.add("LIMITS", limits(m.py())?)?;
     m.add_function(wrap_pyfunction!(reader::read_file, m)?)?;
     m.add_function(wrap_pyfunction!(base64_isa, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
@@ -61,4 +62,21 @@ fn base64_isa() -> &'static str {
 #[pyfunction]
 fn envelope_tail(py: Python<'_>, label: &str) -> Py<pyo3::types::PyBytes> {
     pyo3::types::PyBytes::new(py, &jobpersist_core::tail(label)).unbind()
+}
+
+/// The sizes both backends share, by name, for the test that compares them with the
+/// pure-Python codec's (`jobpersist._codec.python.codec.LIMITS`).
+fn limits(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyDict>> {
+    use jobpersist_core as core;
+    let limits = pyo3::types::PyDict::new(py);
+    limits.set_item("line_chars", core::LINE_CHARS)?;
+    limits.set_item("line_input_bytes", core::LINE_INPUT_BYTES)?;
+    limits.set_item("flush_at", core::FLUSH_THRESHOLD)?;
+    limits.set_item("reserve_at", core::RESERVE_AT)?;
+    limits.set_item("reserve_slack", core::RESERVE_SLACK)?;
+    limits.set_item("reserve_ahead", core::RESERVE_AHEAD)?;
+    limits.set_item("read_whole_max", reader::IN_MEMORY_MAX)?;
+    limits.set_item("pickle_peek_size", core::PEEK_SIZE)?;
+    limits.set_item("max_depth", core::MAX_DEPTH)?;
+    Ok(limits)
 }

@@ -30,7 +30,7 @@ pub struct NativeFileData {
 }
 
 /// Files up to this size are read whole at once; bigger ones are streamed.
-const IN_MEMORY_MAX: usize = 16 << 20;
+pub const IN_MEMORY_MAX: usize = 16 << 20;
 /// Reads below this size keep the GIL: releasing it costs more than they do.
 const DETACH_AT: usize = 64 * 1024;
 /// `readinto` decodes into a buffer of its own, this big at most, and copies each piece

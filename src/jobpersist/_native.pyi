@@ -12,6 +12,7 @@ _Convert = Callable[[list[Any], int, Any], Any]
 
 __all__ = [
     "ENVELOPE_HEAD",
+    "LIMITS",
     "MAX_DEPTH",
     "PICKLE_PEEK_SIZE",
     "DecodeError",
@@ -92,6 +93,8 @@ __version__: str
 MAX_DEPTH: int
 #: How many bytes CPython's unpickler peeks (``jobpersist._pickle_frame.PEEK_SIZE``).
 PICKLE_PEEK_SIZE: int
+#: The sizes both backends share, by name (``jobpersist._codec.python.codec.LIMITS``).
+LIMITS: dict[str, int]
 #: The envelope text before the first key, as the core's scan expects it.
 ENVELOPE_HEAD: bytes
 

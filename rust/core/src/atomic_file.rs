@@ -56,7 +56,7 @@ const MAX_CREATE_ATTEMPTS: usize = 100;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 const FALLOC_FL_KEEP_SIZE: libc::c_int = 0x01;
 /// The most [`AtomicFile::reserve`] reserves beyond what it is asked for.
-const RESERVE_AHEAD: u64 = 64 << 20;
+pub const RESERVE_AHEAD: u64 = 64 << 20;
 
 /// Replacing a file at least this big frees its pages off the caller's path.
 const DEFER_FREE_AT: u64 = 32 << 20;

@@ -10,12 +10,12 @@ use crate::json_escape::escape_str;
 use crate::write_pipe::WritePipe;
 
 /// Buffered bytes that trigger a write to the file.
-const FLUSH_THRESHOLD: usize = 1 << 20;
+pub const FLUSH_THRESHOLD: usize = 1 << 20;
 /// Base64 input from which `write_b64` reserves the file's blocks first.
 pub const RESERVE_AT: usize = 1 << 20;
 /// Blocks reserved past a large value's text, for the JSON and pickle
 /// framing that follows it (given back at the commit).
-const RESERVE_SLACK: u64 = 1 << 20;
+pub const RESERVE_SLACK: u64 = 1 << 20;
 /// Text from which the writes move to their own thread ([`WritePipe`]): a
 /// save this large spends long enough in `write` to pay for the thread.
 const PIPE_AT: u64 = 8 << 20;

@@ -27,12 +27,12 @@ mod simd_isa;
 mod test_support;
 mod write_pipe;
 
-pub use atomic_file::{AtomicFile, Options};
+pub use atomic_file::{AtomicFile, Options, RESERVE_AHEAD};
 pub use base64_decode::{decode, decode_into, decoded_len};
 pub use base64_lines::{LineEncoder, LINE_CHARS, LINE_INPUT_BYTES};
 pub use base64_stream::{ReadAt, SpanDecoder};
 pub use envelope_scan::{scan, scan_pickled, tail, Entry, FileSource, ScanSource, HEAD};
-pub use envelope_writer::{EnvelopeWriter, B64_STEP};
+pub use envelope_writer::{EnvelopeWriter, B64_STEP, FLUSH_THRESHOLD, RESERVE_AT, RESERVE_SLACK};
 pub use error::{Error, Result};
 pub use float_repr::{write_float_repr, write_json_float};
 pub use int_format::write_i64;

@@ -43,7 +43,7 @@ _PROC_FD = "/proc/self/fd"
 # fallocate(2) mode: allocate blocks without changing the file's size.
 _FALLOC_FL_KEEP_SIZE = 1
 # The most ``AtomicFile.reserve`` reserves beyond what it is asked for (as rust/core's).
-_RESERVE_AHEAD = 64 << 20
+RESERVE_AHEAD = 64 << 20
 
 
 @functools.cache
@@ -239,9 +239,9 @@ class AtomicFile:
         start = max(self.reserved, self.len)
         if not self.reserving or end <= start:
             return
-        # Ahead by as much as is written (at most _RESERVE_AHEAD): a file of many large
+        # Ahead by as much as is written (at most RESERVE_AHEAD): a file of many large
         # values then makes a few calls, not one per value; as the Rust writer does.
-        end += min(self.len, _RESERVE_AHEAD)
+        end += min(self.len, RESERVE_AHEAD)
         try:
             _fallocate(self.fd, start, end - start)
         except OSError:

@@ -11,13 +11,13 @@ from jobpersist._codec.python.base64_lines import LINE_BYTES, LINE_TEXT, PIECE, 
 from jobpersist._format.conversion import Convert, to_json_text
 
 # Write to the file in pieces of about this size, so memory stays bounded by the largest value.
-_FLUSH_AT = 1 << 20
+FLUSH_AT = 1 << 20
 
 # From this much base64 input in one write, the file's blocks are reserved first
-# (``AtomicFile.reserve``), with this much to spare for the framing that follows; the same
-# figures as the Rust writer's.
-_RESERVE_AT = 1 << 20
-_RESERVE_SLACK = 1 << 20
+# (``AtomicFile.reserve``), with this much to spare for the framing that follows. These and
+# the other sizes in ``codec.LIMITS`` are checked equal to the Rust codec's.
+RESERVE_AT = 1 << 20
+RESERVE_SLACK = 1 << 20
 
 
 class PyEnvelopeWriter:
@@ -33,7 +33,7 @@ class PyEnvelopeWriter:
         self._open = False
 
     def _flush_if_full(self) -> None:
-        if len(self._out) >= _FLUSH_AT:
+        if len(self._out) >= FLUSH_AT:
             self._file.write(self._out)
             del self._out[:]
 
@@ -82,10 +82,10 @@ class PyEnvelopeWriter:
             return len(data)
         with memoryview(data) as raw, raw.cast("B") as view:
             size = len(view)
-            if size >= _RESERVE_AT:
+            if size >= RESERVE_AT:
                 # At most one partial line is pending: count it whole.
                 text = (size // LINE_BYTES + 2) * LINE_TEXT
-                self._file.reserve(self._file.len + len(self._out) + text + _RESERVE_SLACK)
+                self._file.reserve(self._file.len + len(self._out) + text + RESERVE_SLACK)
             if len(carry) + size < PIECE:
                 carry += view
                 return size

@@ -19,7 +19,7 @@ from jobpersist._codec.python.errors import DecodeError
 # Files up to this size are read whole. A larger one is read through a window
 # (``envelope_scan.WINDOW``), twice (the scan, then the values): from the page cache the
 # second time, and never held whole, so the peak is about the decoded values alone.
-SMALL_FILE = 8 << 20
+SMALL_FILE = 16 << 20
 
 
 class PyFileData:
