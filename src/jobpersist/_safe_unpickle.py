@@ -785,7 +785,7 @@ class _Loader:
         try:
             self.stack.append(self.memo[key])
         except KeyError:
-            raise _Malformed(f"memo value not found at index {key}") from None
+            raise _Malformed(f"Memo value not found at index {key}") from None
 
     def stop(self) -> Any:
         value = self.pop()
