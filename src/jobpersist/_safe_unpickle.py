@@ -600,8 +600,8 @@ _unpack_d = struct.Struct(">d").unpack_from
 
 class _Source:
     """Where more bytes come from once the buffer in hand is used up. What the reader
-    raises is about the file's bytes: ``passthrough`` (its own errors), ``OSError`` and
-    ``MemoryError`` pass as they are, anything else makes the stream a damaged one."""
+    raises is about the file's bytes: ``passthrough`` (its own errors, OSError, MemoryError)
+    passes as it is, anything else makes the stream a damaged one."""
 
     __slots__ = ("base", "limit", "passthrough", "reader")
 
@@ -611,7 +611,7 @@ class _Source:
         self.reader = reader
         self.limit = limit  # upper bound of the stream's total length
         self.base = 0  # stream offset of the buffer in hand
-        self.passthrough: tuple[type[Exception], ...] = (*passthrough, OSError, MemoryError)
+        self.passthrough = passthrough
 
     def more(self, data: bytes, pos: int, need: int) -> bytes:
         """A buffer holding ``data[pos:]`` and more, at least ``need`` bytes in all."""
@@ -1282,16 +1282,23 @@ def safe_loads(key: str, payload: bytes) -> Any:
         pickle.UnpicklingError: If the pickle is damaged (the caller wraps it in ValueError).
         SafeLoaderBug: If the safe unpickler itself fails (a bug, not a property of the file).
     """
-
-    def load() -> Any:
+    try:
         if _NOT_PLAIN_DATA.search(payload) is None:
-            value = _plain_loads(payload)
+            # What pickle.loads raises is its verdict on a damaged stream (a MemoryError too:
+            # it raises one for a length no input can hold).
+            try:
+                value = pickle.loads(payload)  # noqa: S301 - data opcodes only, see above
+            except Exception as exc:
+                raise _rejected(exc) from exc
             if len(payload) > MAX_DEPTH:
                 _check_result(value)
             return value
         return _Loader(payload, _Source(None, len(payload))).run()
-
-    return _outcome(key, load, lambda name: _unlisted_globals(payload), (MemoryError,))
+    except MemoryError:
+        raise
+    except Exception as exc:
+        error = _public_error(key, exc, payload)
+        raise error from error.__cause__
 
 
 def safe_load_stream(
@@ -1307,43 +1314,40 @@ def safe_load_stream(
         pickle.UnpicklingError: If the pickle is damaged.
         SafeLoaderBug: If the safe unpickler itself fails (a bug, not a property of the file).
     """
-    source = _Source(reader, limit, (passthrough,))
-    return _outcome(key, _Loader(b"", source).run, lambda name: [name], source.passthrough)
-
-
-def _plain_loads(payload: bytes) -> Any:
-    """``pickle.loads`` of a pickle of data opcodes only: what it raises is its verdict on
-    a damaged stream (a MemoryError too: it raises one for a length no input can hold)."""
+    source = _Source(reader, limit, (passthrough, OSError, MemoryError))
     try:
-        return pickle.loads(payload)  # noqa: S301 - data opcodes only, see _NOT_PLAIN_DATA
-    except Exception as exc:
-        raise _rejected(exc) from exc
-
-
-def _outcome(
-    key: str,
-    load: Callable[[], Any],
-    names: Callable[[str], list[str]],
-    passthrough: tuple[type[Exception], ...],
-) -> Any:
-    """What ``load`` returns; a refusal as ``UnsafePickleError`` (naming the unlisted
-    globals that ``names`` gives for the refused one), damage as ``pickle.UnpicklingError``,
-    ``passthrough`` as it is, and anything else as ``SafeLoaderBug``."""
-    try:
-        return load()
-    except _Refusal as refusal:
-        named = names(refusal.global_name) if refusal.global_name else []
-        raise UnsafePickleError(_refused_message(key, refusal, named)) from None
-    except _Malformed as damage:
-        raise pickle.UnpicklingError(str(damage)) from damage.__cause__
-    except passthrough:
+        return _Loader(b"", source).run()
+    except source.passthrough:
         raise
     except Exception as exc:
-        raise SafeLoaderBug(
+        error = _public_error(key, exc, None)
+        raise error from error.__cause__
+
+
+def _public_error(key: str, exc: Exception, payload: bytes | None) -> Exception:
+    """What a load raises (from its ``__cause__``) for ``exc``: a refusal as
+    ``UnsafePickleError`` (for a global, naming every unlisted one in ``payload``, or the
+    refused one of a stream), damage as ``pickle.UnpicklingError`` (chained to what the
+    damage made a decoder or constructor raise), and anything else as ``SafeLoaderBug``."""
+    error: Exception
+    if isinstance(exc, _Refusal):
+        if exc.global_name is None:
+            named = []
+        else:
+            named = [exc.global_name] if payload is None else _unlisted_globals(payload)
+        error = UnsafePickleError(_refused_message(key, exc, named))
+        error.__cause__ = None  # the internal exception says no more than the message
+    elif isinstance(exc, _Malformed):
+        error = pickle.UnpicklingError(str(exc))
+        error.__cause__ = exc.__cause__
+    else:
+        error = SafeLoaderBug(
             f"The safe unpickler failed on the value of key {key!r} ({type(exc).__name__}: "
             f"{exc}): a bug in jobpersist, which says nothing about the file. Please report "
             "it; allow_pickle=True loads a file you trust."
-        ) from exc
+        )
+        error.__cause__ = exc
+    return error
 
 
 def _unlisted_globals(payload: bytes) -> list[str]:
