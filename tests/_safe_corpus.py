@@ -5,14 +5,16 @@ modules, calls and ``BUILD`` on allowed types with attacker arguments, dtype('O'
 nested pickles, ``_codecs.encode`` tricks, huge shapes, lengths and memo indexes.
 
 ``CORPUS`` maps a name to the bytes; ``REFUSED`` names those safe mode must refuse with
-``UnsafePickleError``; the others are damaged streams or data-only oddities, which fail with
-a ``pickle.UnpicklingError`` or (``LOADABLE``) load as plain data.
-Shared by the tests and by the audit-hook subprocess, so it imports nothing heavy.
+``UnsafePickleError`` however they are read; the others are damaged streams or data-only
+oddities. ``EXPECTED`` gives, for each, what a load from bytes and a load from a stream must
+raise and why. Shared by the tests and by the audit-hook subprocess, so it imports nothing
+heavy.
 """
 
 from __future__ import annotations
 
 import io
+import re
 import struct
 from typing import Any
 
@@ -163,6 +165,7 @@ def _naming_opcodes(module: str, name: str) -> dict[str, bytes]:
         "STACK_GLOBAL": PROTO + sg(module, name) + call,
         "STACK_GLOBAL via memo": via_memo,
         "INST": b"(S'id'\ni" + module.encode() + b"\n" + name.encode() + b"\n.",
+        "INST without arguments": b"(i" + module.encode() + b"\n" + name.encode() + b"\n.",
         "GLOBAL then NEWOBJ": PROTO + sg(module, name) + b")\x81.",
         "bare GLOBAL": gl(module, name) + b".",
     }
@@ -432,9 +435,233 @@ def _corpus() -> tuple[dict[str, bytes], set[str]]:
         "protocol 6": b"\x80\x06N.",
         "INT of 5000 digits": b"I" + b"9" * 5000 + b"\n.",
         "invalid utf-8": PROTO + b"\x8c\x01\xff.",
+        # Damage the interpreter itself meets (the streams name a global or grow the memo,
+        # so pickle.loads never sees them): named conditions, and arguments of accepted
+        # types whose values the constructor rejects.
+        "stack underflow after a global": PROTO + sg("builtins", "complex") + b"\x86.",
+        "APPENDS without MARK": PROTO + sg("collections", "deque") + b")R" + b"e.",
+        "LONG_BINPUT then a missing BINGET": PROTO + b"Nr\x00\x00\x00\x00h\x01.",
+        "GLOBAL of invalid utf-8": b"c\xff\n\xff\n.",
+        "date of month 13": PROTO + sg("datetime", "date") + b"C\x04\x07\xe4\x0d\x01\x85R.",
+        "timedelta of 2**31-1 days": PROTO
+        + sg("datetime", "timedelta")
+        + b"J\xff\xff\xff\x7f\x85R.",
+        "set of a list": PROTO + sg("builtins", "set") + b"(]]at\x85R.",
+        "array of 2**122 zero-size elements": array(
+            shape=b"K\x00" + (b"\x8a\x08" + (1 << 61).to_bytes(8, "little")) * 2 + b"\x87",
+            data=b"",
+        ),
     }
     return {**refused, **damaged}, set(refused)
 
 
 CORPUS, REFUSED = _corpus()
-LOADABLE = {"DUP", "marks nested 20000 deep"}
+
+# --------------------------------------------------------------------------------------------
+# What each case must raise, and why: (kind, pattern) for a load from bytes and for a load
+# from a stream. ``kind`` is "refused" (UnsafePickleError; ``pattern`` is searched in its
+# reason), "damaged" (exactly pickle.UnpicklingError; searched in its message) or "loaded".
+# A stream is always read by the safe interpreter; bytes with data opcodes only go to
+# pickle.loads, which gives its own reasons for the damaged ones.
+# --------------------------------------------------------------------------------------------
+Outcome = tuple[str, str]
+TRUNCATED = ("damaged", r"^the pickle data was truncated$")
+
+
+def _refused(pattern: str) -> tuple[Outcome, Outcome]:
+    return ("refused", pattern), ("refused", pattern)
+
+
+def _damaged(memory: str, stream: str | None = None) -> tuple[Outcome, Outcome]:
+    return ("damaged", memory), ("damaged", memory if stream is None else stream)
+
+
+def _calls(qualified: str) -> tuple[Outcome, Outcome]:
+    return _refused(f"^it calls {re.escape(qualified)} with arguments safe mode does not accept")
+
+
+def _state_of(what: str) -> tuple[Outcome, Outcome]:
+    return _refused(f"^it sets the state of {re.escape(what)}")
+
+
+def _expected() -> dict[str, tuple[Outcome, Outcome]]:
+    multiarray, numeric = "numpy._core.multiarray", "numpy._core.numeric"
+    expected = {
+        f"{module}.{name} by {opcode}": _refused(
+            f"^it imports {re.escape(module + '.' + name)}, which is not on the safe list$"
+        )
+        for module, name in DANGEROUS_GLOBALS
+        for opcode in _naming_opcodes(module, name)
+    }
+    for module, name in DANGEROUS_GLOBALS:
+        # STRING comes first: it is refused before INST is read.
+        expected[f"{module}.{name} by INST"] = _refused("^it uses the opcode STRING, which")
+        expected[f"{module}.{name} by INST without arguments"] = _refused(
+            "^it uses the opcode INST, which safe mode refuses$"
+        )
+    for name, opcode in (
+        ("OBJ on builtins.complex", "OBJ"),
+        ("NEWOBJ on OrderedDict", "NEWOBJ"),
+        ("NEWOBJ_EX on OrderedDict", "NEWOBJ_EX"),
+        ("EXT1", "EXT1"),
+        ("EXT2", "EXT2"),
+        ("EXT4", "EXT4"),
+        ("PERSID", "PERSID"),
+        ("BINPERSID", "BINPERSID"),
+    ):
+        expected[name] = _refused(f"^it uses the opcode {opcode}, which safe mode refuses$")
+    for name, qualified in (
+        ("complex(str)", "builtins.complex"),
+        ("complex(list)", "builtins.complex"),
+        ("bytearray(str, encoding)", "builtins.bytearray"),
+        ("set(generator-like str)", "builtins.set"),
+        ("OrderedDict(pairs)", "collections.OrderedDict"),
+        ("Counter(str)", "collections.Counter"),
+        ("deque(maxlen=-1)", "collections.deque"),
+        ("date(str)", "datetime.date"),
+        ("datetime(bytes, str tz)", "datetime.datetime"),
+        ("timedelta(float)", "datetime.timedelta"),
+        ("timezone(int)", "datetime.timezone"),
+        ("ndarray() called", "numpy.ndarray"),
+        ("dtype('O')", "numpy.dtype"),
+        ("dtype('V8')", "numpy.dtype"),
+        ("dtype('U4')", "numpy.dtype"),
+        ("dtype('S4')", "numpy.dtype"),
+        ("dtype('M8')", "numpy.dtype"),
+        ("dtype(list of fields)", "numpy.dtype"),
+        ("dtype(str, align=str)", "numpy.dtype"),
+        ("_reconstruct of OrderedDict", f"{multiarray}._reconstruct"),
+        ("_reconstruct of complex", f"{multiarray}._reconstruct"),
+        ("_reconstruct shape (1,)", f"{multiarray}._reconstruct"),
+        ("_reconstruct typecode O", f"{multiarray}._reconstruct"),
+        ("scalar with wrong length", f"{multiarray}.scalar"),
+        ("scalar with str data", f"{multiarray}.scalar"),
+        ("scalar with dtype never built", f"{multiarray}.scalar"),
+        ("_frombuffer length mismatch", f"{numeric}._frombuffer"),
+        ("_frombuffer order X", f"{numeric}._frombuffer"),
+        ("_frombuffer axis_order not a permutation", f"{numeric}._frombuffer"),
+        ("_frombuffer of a str", f"{numeric}._frombuffer"),
+    ):
+        expected[name] = _calls(qualified)
+    object_dtype = r"^it calls numpy\.dtype with arguments safe mode does not accept: \('O8',"
+    for name in ("dtype('O8')", "object array", "scalar with object dtype"):
+        expected[name] = _refused(object_dtype)
+    expected["_frombuffer object dtype"] = _refused(object_dtype)
+    for name in (
+        "dtype BUILD with fields",
+        "dtype BUILD with subarray",
+        "dtype BUILD with metadata",
+        "dtype BUILD byte order '|' on f8",
+        "dtype BUILD dict state",
+    ):
+        expected[name] = _state_of("numpy.dtype('f8') to")
+    mismatch = r"^its numpy array data \({}\) does not match the shape \({}\) and dtype float64$"
+    a_dtype = "[^,]+"  # numpy 2 describes it as Float64DType, numpy 1 as dtype[float64]
+    expected.update(
+        {
+            "dtype never built": _refused("^it returns an unfinished numpy object as a value$"),
+            "_reconstruct never built": _refused("^it returns an unfinished numpy object as"),
+            "array data shorter than shape": _refused(mismatch.format("b'.*'", "4,")),
+            "array huge shape": _refused(mismatch.format("b'.*'", "1099511627776,")),
+            "array huge shape, small data": _refused(
+                mismatch.format("b''", "2147483647, 2147483647")
+            ),
+            "array data as str": _refused(mismatch.format("'.*'", "1,")),
+            "array data as list": _refused(mismatch.format("list", "1,")),
+            "array negative dim": _state_of("a numpy array to (1, (-1),"),
+            "array 65 dims": _state_of("a numpy array to (1, (1, 1, 1, 1, 1, 1, 1, 1, ...),"),
+            "array state version 2": _state_of("a numpy array to (2, (3),"),
+            "array with extra state": _refused(
+                rf"^it sets the state of a numpy array to \(1, \(3\), {a_dtype}, False, b'.*', "
+                r"True\)$"
+            ),
+            "array is_fortran as int": _refused(
+                rf"^it sets the state of a numpy array to \(1, \(3\), {a_dtype}, 1\)$"
+            ),
+            "tensor with requires_grad str": _refused(
+                "^it sets requires_grad of a pennylane tensor to 'yes'$"
+            ),
+            "tensor without requires_grad": _state_of("a numpy array to (1, (3),"),
+            "BUILD on complex": _state_of("complex"),
+            "BUILD on OrderedDict (setattr)": _state_of("OrderedDict"),
+            "BUILD on the ndarray class": _state_of("numpy.ndarray"),
+            "BUILD on a list": _state_of("list"),
+            "BUILD on a built array": _state_of("ndarray"),
+            "BUILD twice through the memo": _refused("^it sets the state of a numpy object twice$"),
+            "allowed class as the value": _refused("^it returns numpy.ndarray as a value$"),
+            "allowed class in a list": _refused("^it returns builtins.complex as a value$"),
+            "allowed class as a dict key": _refused("^it returns builtins.complex as a value$"),
+            "allowed class in a frozenset": _refused("^it returns builtins.complex as a value$"),
+            "SETITEM on a class": _refused("^it sets items of numpy.ndarray$"),
+            "APPEND to a class": _refused("^it appends to collections.deque$"),
+            "REDUCE on a string": _refused("^it calls 'os'$"),
+            "REDUCE on a built complex": _refused("^it calls complex$"),
+            "nested pickle via pickle.loads": _refused("^it imports pickle.loads, which is not on"),
+            "nested pickle via numpy.loads": _refused("^it imports numpy.loads, which is not on"),
+            "_codecs.encode into bytes for REDUCE": _refused("^it imports _codecs.encode, which"),
+            "tuples nested 100000 deep": _refused("^it nests containers more than 1000 deep$"),
+            "lists nested 5000 deep": _refused("^it nests containers more than 1000 deep$"),
+            # Data opcodes only: pickle.loads decides from bytes, the interpreter from a stream.
+            "DUP": (("loaded", ""), ("refused", "^it uses the opcode DUP, which")),
+            "marks nested 20000 deep": (("loaded", ""), ("refused", "^it nests more than 10000")),
+            "NEXT_BUFFER": (
+                ("damaged", "out-of-band data"),
+                ("refused", "^it uses the opcode NEXT_BUFFER, which"),
+            ),
+            "READONLY_BUFFER": (
+                ("damaged", "^TypeError: "),
+                ("refused", "^it uses the opcode READONLY_BUFFER, which"),
+            ),
+            "ADDITEMS to a frozenset": (
+                ("damaged", "^AttributeError: 'frozenset' object has no attribute 'add'$"),
+                ("refused", "^it adds items to frozenset$"),
+            ),
+            "APPEND to a tuple": (
+                ("damaged", "^AttributeError: 'tuple' object has no attribute 'append'$"),
+                ("refused", r"^it appends to \(\)$"),
+            ),
+            "SETITEMS on a list": (
+                ("damaged", "^IndexError: list assignment index out of range$"),
+                ("refused", "^it sets items of list$"),
+            ),
+            "empty": (("damaged", "^EOFError: Ran out of input$"), TRUNCATED),
+            "no STOP": (("damaged", "^EOFError: Ran out of input$"), TRUNCATED),
+            "truncated unicode": (TRUNCATED, TRUNCATED),
+            "BINBYTES8 of 2**60 bytes": (("damaged", "^MemoryError: $"), TRUNCATED),
+            "BINUNICODE8 of 2**62 bytes": _damaged("pickle data was truncated$"),
+            "LONG4 of 2**31-1 bytes": _damaged("pickle data was truncated$"),
+            "BINBYTES negative-looking length": _damaged("pickle data was truncated$"),
+            "BINGET of a missing index": _damaged("Memo value not found at index 5$"),
+            "LONG_BINGET 0xFFFFFFFF": _damaged("Memo value not found at index 4294967295$"),
+            "LONG_BINPUT 0xFFFFFFFF then missing GET": _damaged(
+                "^Memo value not found at index 4294967294$"
+            ),
+            "PUT -1": _damaged("^negative PUT argument$"),
+            "GET huge text index": _damaged(
+                "^OverflowError: ", "^Memo value not found at index 99999999999999999999$"
+            ),
+            "unknown opcode": _damaged(r"invalid load key, (b)?'\\xff'"),
+            "STOP on an empty stack": _damaged("unpickling stack underflow$"),
+            "TUPLE without MARK": _damaged("could not find MARK$"),
+            "unhashable dict key": _damaged("^TypeError: unhashable type: 'list'$"),
+            "SETITEMS odd items": _damaged("odd number of items for SETITEMS$"),
+            "protocol 6": _damaged("unsupported pickle protocol: 6$"),
+            "INT of 5000 digits": _damaged(
+                "^ValueError: could not convert string to int$",
+                r"^ValueError: Exceeds the limit \(4300 digits\) for integer string conversion",
+            ),
+            "invalid utf-8": _damaged("^UnicodeDecodeError: 'utf-8' codec can't decode byte 0xff"),
+            "stack underflow after a global": _damaged("^unpickling stack underflow$"),
+            "APPENDS without MARK": _damaged("^could not find MARK$"),
+            "LONG_BINPUT then a missing BINGET": _damaged("^Memo value not found at index 1$"),
+            "GLOBAL of invalid utf-8": _damaged("^UnicodeDecodeError: 'utf-8' codec can't decode"),
+            "date of month 13": _damaged("^TypeError: 'bytes' object cannot be interpreted as"),
+            "timedelta of 2**31-1 days": _damaged("^OverflowError: days=2147483647; must have"),
+            "set of a list": _damaged("^TypeError: unhashable type: 'list'$"),
+            "array of 2**122 zero-size elements": _damaged("^ValueError: array is too big"),
+        }
+    )
+    return expected
+
+
+EXPECTED = _expected()

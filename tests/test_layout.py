@@ -62,6 +62,25 @@ def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
     return (found & modules.keys()) - {name}
 
 
+def test_no_module_imports_itself_through_others() -> None:
+    modules = _modules()
+    graph = {name: _imports(name, path, modules) for name, path in modules.items()}
+
+    def reaches(start: str, target: str) -> bool:
+        seen, todo = set(), list(graph[start])
+        while todo:
+            current = todo.pop()
+            if current == target:
+                return True
+            if current not in seen:
+                seen.add(current)
+                todo.extend(graph[current])
+        return False
+
+    circles = sorted(name for name in graph if reaches(name, name))
+    assert circles == []
+
+
 def test_every_rust_core_file_has_a_python_twin_or_a_reason() -> None:
     core = {p.name for p in (ROOT / "rust" / "core" / "src").glob("*.rs")}
     twins = {p.name for p in TWINS.glob("*.py")}
@@ -78,6 +97,17 @@ def test_native_exceptions_are_built_in_errors_rs() -> None:
         p.name for p in glue.glob("*.rs") if p.name != "errors.rs" and "new_err(" in p.read_text()
     )
     assert building == []
+
+
+def test_functions_are_short() -> None:
+    long = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > LONGEST:
+                    long.append(f"{path.relative_to(SRC)}:{node.lineno} {node.name} ({length})")
+    assert long == []
 
 
 def test_no_interpreter_wide_state_is_changed() -> None:

@@ -1,29 +1,37 @@
-"""Safe mode (``allow_pickle="safe"``) against hostile pickles: the corpus of
-``_safe_corpus`` is refused with ``UnsafePickleError`` (or fails as damaged) and runs nothing,
-as an audit hook proves; mutated valid pickles let only the documented exceptions out."""
+"""Safe mode (``allow_pickle="safe"``) against hostile pickles: each case of ``_safe_corpus``
+is refused with ``UnsafePickleError`` or fails as damaged, for the reason ``EXPECTED`` gives,
+from bytes and from a stream, and runs nothing, as an audit hook proves; mutated valid pickles
+let only the documented exceptions out; a bug in the loader surfaces as ``SafeLoaderBug``,
+never as a refusal or a damaged file."""
 
 from __future__ import annotations
 
 import base64
+import io
 import json
 import pickle
+import re
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
-from _safe_corpus import CORPUS, LOADABLE, REFUSED, Trickle
+from _safe_corpus import CORPUS, EXPECTED, REFUSED, Trickle
 from hypothesis import given
 from hypothesis import strategies as st
 from support.backends import pennylane_available
 from support.jobenv import JobEnv, child_env
+from support.values import canon
 
 import jobpersist
 from jobpersist import UnsafePickleError
-from jobpersist._pickle.policy import safe_unpickle_value
-from jobpersist._pickle.safe import safe_load_stream, safe_loads
+from jobpersist._pickle import safe as _safe_unpickle
+from jobpersist._pickle.policy import safe_unpickle_stream, safe_unpickle_value
+from jobpersist._pickle.safe import SafeLoaderBug, safe_load_stream, safe_loads
 
 F = jobpersist.PersistedJobDataFormat
 # Refused by the tensor's constructor, once pennylane.numpy.tensor is imported.
@@ -38,35 +46,44 @@ def test_corpus_size() -> None:
 @pytest.mark.parametrize("name", sorted(CORPUS))
 def test_corpus_refused(name: str) -> None:
     data = CORPUS[name]
+    from_bytes, from_stream = EXPECTED[name]
     if name in NEEDS_PENNYLANE and not pennylane_available():
-        # The tensor class cannot be imported: a damaged value, refused all the same.
-        with pytest.raises(pickle.UnpicklingError, match="pennylane"):
-            safe_loads("weights", data)
-        return
-    if name in REFUSED:
-        with pytest.raises(UnsafePickleError) as info:
-            safe_loads("weights", data)
-        message = str(info.value)
-        assert "'weights'" in message and "allow_pickle=True" in message
-        assert "jobpersist inspect" in message
-        assert isinstance(info.value, ValueError) and isinstance(info.value, pickle.PickleError)
-    elif name in LOADABLE:
-        try:
-            safe_loads("weights", data)
-        except pickle.UnpicklingError:
-            pass
-    else:
-        with pytest.raises(pickle.UnpicklingError):
-            safe_loads("weights", data)
+        # The tensor class cannot be imported: a value that cannot be loaded here.
+        from_bytes = from_stream = ("damaged", "^it needs pennylane.numpy.tensor.tensor, which")
+    assert (name in REFUSED) == (from_bytes[0] == from_stream[0] == "refused")
+    _check_outcome(from_bytes, lambda: safe_loads("weights", data))
     # The same from a stream (values over 1 MiB of base64 are read as they are decoded).
-    if name not in LOADABLE:
-        expected = UnsafePickleError if name in REFUSED else pickle.UnpicklingError
-        with pytest.raises(expected):
-            safe_load_stream("weights", Trickle(data), len(data))
+    _check_outcome(from_stream, lambda: safe_load_stream("weights", Trickle(data), len(data)))
     # Through the API every failure is a ValueError naming the key.
-    if name not in LOADABLE:
+    if from_bytes[0] != "loaded":
         with pytest.raises(ValueError, match="'weights'"):
             safe_unpickle_value("weights", data)
+
+
+def _check_outcome(expected: tuple[str, str], load: Callable[[], Any]) -> None:
+    """``load()`` loads, or raises the error ``expected`` names for the reason it gives."""
+    kind, pattern = expected
+    if kind == "loaded":
+        load()
+        return
+    with pytest.raises(pickle.UnpicklingError) as info:
+        load()
+    message = str(info.value)
+    if kind == "refused":
+        assert type(info.value) is UnsafePickleError, message
+        prefix = (
+            "Refused to unpickle the value of key 'weights' in safe mode (allow_pickle=\"safe\"): "
+        )
+        assert message.startswith(prefix), message
+        reason, _, rest = message[len(prefix) :].partition(". Safe mode loads plain data only")
+        assert rest.endswith("`jobpersist inspect FILE` shows what its pickles would import.")
+        assert "allow_pickle=True" in rest
+        assert isinstance(info.value, ValueError)
+    else:
+        assert kind == "damaged"
+        assert type(info.value) is pickle.UnpicklingError, message  # not a refusal
+        reason = message
+    assert re.search(pattern, reason), (pattern, reason)
 
 
 def test_refusal_names_every_offending_global() -> None:
@@ -206,6 +223,10 @@ def test_fuzz_only_documented_exceptions(
 ) -> None:
     data = _mutated(which, edits, cut)
     try:
+        safe_loads("k", data)
+    except pickle.UnpicklingError:
+        pass  # UnsafePickleError is one too; a SafeLoaderBug (a RuntimeError) fails the test
+    try:
         safe_unpickle_value("k", data)
     except ValueError:
         pass  # UnsafePickleError, or a damaged pickle: both are ValueErrors naming the key
@@ -227,6 +248,105 @@ def test_fuzz_stream_only_documented_exceptions(
         safe_load_stream("k", Trickle(data), len(data))
     except pickle.UnpicklingError:
         pass  # UnsafePickleError is one too
+
+
+# --------------------------------------------------------------------------------------------
+# A bug in the safe loader is reported as one: never as a refusal or as a damaged file
+# --------------------------------------------------------------------------------------------
+def _break_handler(monkeypatch: pytest.MonkeyPatch, opcode: int, error: Exception) -> None:
+    """Makes the handler of ``opcode`` fail as a mistake in it would."""
+
+    def broken(loader: Any, data: bytes, pos: int) -> int:
+        raise error
+
+    handlers = list(_safe_unpickle._HANDLERS)
+    handlers[opcode] = broken
+    monkeypatch.setattr(_safe_unpickle, "_HANDLERS", tuple(handlers))
+
+
+# A list holding an array: its pickle names globals, so the interpreter runs it from bytes
+# too, and opens with EMPTY_LIST (0x5D), which its handler builds.
+BUGGED = pickle.dumps([np.arange(3.0)], protocol=4)
+
+
+@pytest.mark.parametrize(
+    "error", [IndexError("list index out of range"), KeyError(5), TypeError("unhashable")]
+)
+def test_internal_error_is_a_bug(monkeypatch: pytest.MonkeyPatch, error: Exception) -> None:
+    # The exceptions a damaged stream makes pickle raise, raised where no damage explains them.
+    _break_handler(monkeypatch, 0x5D, error)
+    assert BUGGED[2 + 9] == 0x5D  # after PROTO and FRAME
+    loads = [
+        lambda: safe_loads("k", BUGGED),
+        lambda: safe_load_stream("k", Trickle(BUGGED), len(BUGGED)),
+        lambda: safe_unpickle_value("k", BUGGED),
+        lambda: safe_unpickle_stream("k", Trickle(BUGGED), ValueError, len(BUGGED)),
+    ]
+    for load in loads:
+        with pytest.raises(SafeLoaderBug) as info:
+            load()
+        assert not isinstance(info.value, (pickle.PickleError, ValueError))
+        assert isinstance(info.value, RuntimeError)
+        assert info.value.__cause__ is error
+        assert "a bug in jobpersist" in str(info.value) and "'k'" in str(info.value)
+
+
+def test_internal_error_deep_in_a_constructor_is_a_bug(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(pending: Any, state: Any) -> Any:
+        raise AttributeError("'NoneType' object has no attribute 'shape'")
+
+    monkeypatch.setattr(_safe_unpickle, "_build_array", broken)
+    for load in (
+        lambda: safe_loads("k", BUGGED),
+        lambda: safe_load_stream("k", Trickle(BUGGED), len(BUGGED)),
+    ):
+        with pytest.raises(SafeLoaderBug) as info:
+            load()
+        assert type(info.value.__cause__) is AttributeError
+
+
+def test_internal_error_reaches_the_caller_of_a_load(
+    backend: str, job_env: JobEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # From a file, small (decoded whole) and big (streamed) values alike: not a ValueError.
+    big = pickle.dumps([np.arange(3.0), b"\x00" * (1 << 20)], protocol=4)
+    for data in (BUGGED, big):
+        _envelope(job_env.checkpoint_path, {"v": data})
+        assert canon(jobpersist.load_job_checkpoint(allow_pickle="safe")["v"]) == canon(
+            pickle.loads(data)
+        )
+        with monkeypatch.context() as patch:
+            _break_handler(patch, 0x5D, IndexError("list index out of range"))
+            with pytest.raises(SafeLoaderBug):
+                jobpersist.load_job_checkpoint(allow_pickle="safe")
+
+
+def test_reader_errors_keep_their_meaning() -> None:
+    # What the stream's reader raises is about the file: its own errors and OSError pass as
+    # they are, any other makes the value a damaged one; none is taken for a bug.
+    class Failing(io.BytesIO):
+        def __init__(self, error: Exception) -> None:
+            super().__init__(BUGGED)
+            self.error = error
+
+        def read(self, size: int | None = -1, /) -> bytes:
+            raise self.error
+
+    class CodecError(ValueError):
+        pass
+
+    with pytest.raises(CodecError):
+        safe_load_stream("k", Failing(CodecError("bad base64")), len(BUGGED), CodecError)
+    with pytest.raises(OSError, match="disk"):
+        safe_load_stream("k", Failing(OSError(5, "disk")), len(BUGGED), CodecError)
+    with pytest.raises(pickle.UnpicklingError, match=r"^FrameError: ") as info:
+        safe_load_stream("k", Failing(FrameError(5, 1 << 17)), len(BUGGED), CodecError)
+    assert type(info.value) is pickle.UnpicklingError
+    assert type(info.value.__cause__) is FrameError
+
+
+class FrameError(ValueError):
+    """Stands for a codec's FrameError (a reader's ValueError about the file's bytes)."""
 
 
 # --------------------------------------------------------------------------------------------

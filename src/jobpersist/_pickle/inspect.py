@@ -13,7 +13,7 @@ import pickletools
 from typing import Any
 
 from jobpersist._codec.python.pickle_frame import frame_crossing
-from jobpersist._pickle.safe import ALLOWED_GLOBALS
+from jobpersist._pickle.allowlist import ALLOWED_GLOBALS
 
 # The globals safe mode (allow_pickle="safe") loads: the loader's own allow-list, so that
 # "every import is on the safe list" means the names pass the loader's first check.

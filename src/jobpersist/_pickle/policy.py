@@ -13,7 +13,7 @@ import pickle
 from typing import Any, Literal
 
 from jobpersist._codec.python.pickle_frame import describe_crossing
-from jobpersist._pickle.safe import UnsafePickleError, safe_load_stream, safe_loads
+from jobpersist._pickle.safe import SafeLoaderBug, UnsafePickleError, safe_load_stream, safe_loads
 
 PICKLE_DISABLED_MESSAGE = (
     "Data is in PICKLED_V4 format, but pickle deserialization is disabled by "
@@ -107,11 +107,12 @@ def unpickle_value(key: str, payload: bytes) -> Any:
 
 
 def safe_unpickle_value(key: str, payload: bytes) -> Any:
-    """Safe mode's load of one value: ``UnsafePickleError`` (a ValueError) passes as it is,
-    a damaged pickle becomes a ValueError naming the key."""
+    """Safe mode's load of one value: ``UnsafePickleError`` (a ValueError) and
+    ``SafeLoaderBug`` (a bug, not a damaged file) pass as they are, a damaged pickle becomes a
+    ValueError naming the key."""
     try:
         return safe_loads(key, payload)
-    except UnsafePickleError:
+    except (UnsafePickleError, SafeLoaderBug):
         raise
     except Exception as exc:
         raise _unpickling_failed(key, exc) from exc
@@ -121,7 +122,7 @@ def safe_unpickle_stream(key: str, reader: Any, decode_error: type[ValueError], 
     """``unpickle_stream`` in safe mode; ``limit`` bounds the value's decoded length."""
     try:
         value = safe_load_stream(key, reader, limit, decode_error)
-    except (decode_error, UnsafePickleError):
+    except (decode_error, UnsafePickleError, SafeLoaderBug):
         raise
     except Exception as exc:
         raise _unpickling_failed(key, exc) from exc
