@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from jobpersist import _codec, _durability
-from jobpersist._array_pickle import PickleStream
+from jobpersist._array_pickle import close_stream, open_stream
 from jobpersist._atomic import rescan, stale_scan_due
 from jobpersist._conversion import convert_subtree
 from jobpersist._format import Format, PersistedJobDataFormat
@@ -98,7 +98,7 @@ def _write(
         # One pickler for all values (memo cleared in between) writes what pickle.dumps
         # writes, without the cost of a new pickler per value; large arrays anywhere in a
         # value are written from their memory (see _array_pickle).
-        stream = PickleStream(writer) if data_format.pickled else None
+        stream = open_stream(writer) if data_format.pickled else None
         # The loop runs once per value: tens of thousands of small values must stay cheap,
         # hence PickleStream.dump spelled out below.
         pickler = stream.pickler if stream is not None else None
@@ -136,6 +136,8 @@ def _write(
     except BaseException:
         writer.abort()
         raise
+    if stream is not None:
+        close_stream(stream)
     return writer.commit()
 
 
