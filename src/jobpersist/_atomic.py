@@ -22,7 +22,7 @@ writes allocate as they go.
 
 A writer holds its temp's lock for as long as it writes, so a temp whose lock can be taken was
 left by a writer that is gone, whatever pid its name carries: the next save of the same target
-removes it. Both implementations name and lock their temps alike, so each removes the other's
+that looks for them (``scan_stale``) removes it. Both implementations name and lock their temps alike, so each removes the other's
 leftovers. Every error names the target the caller gave.
 """
 
@@ -378,7 +378,7 @@ class AtomicFile:
             try:
                 os.unlink(self.temp, dir_fd=dir_fd)
             except OSError:
-                pass  # unlocked now: the next save of the target removes it
+                pass  # unlocked now: the next scan removes it (a failed save asks for one)
         if dir_fd >= 0:
             self.dir_fd = -1
             _close_quietly(dir_fd)

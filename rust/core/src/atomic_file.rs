@@ -32,7 +32,7 @@
 //! The writer holds the lock on its temp for as long as it writes, so a temp
 //! whose lock can be taken belongs to a writer that is gone, whatever pid its
 //! name carries (pids repeat across container restarts): the next save of the
-//! same target removes it.
+//! same target that looks for them (`Options::scan_stale`) removes it.
 
 use std::ffi::{CStr, CString, OsStr};
 use std::fs;
@@ -457,7 +457,8 @@ impl AtomicFile {
     }
 
     /// Creates a fresh temporary file next to `target`, first removing the
-    /// temps that dead writers of the same target left.
+    /// temps that dead writers of the same target left (with
+    /// `Options::scan_stale`).
     ///
     /// The temp is created with mode `0o666` (subject to the umask, like a
     /// plain `open()`), then given the existing target's permission bits so
