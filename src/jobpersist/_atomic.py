@@ -22,8 +22,8 @@ writes allocate as they go.
 
 A writer holds its temp's lock for as long as it writes, so a temp whose lock can be taken was
 left by a writer that is gone, whatever pid its name carries: the next save of the same target
-that looks for them (``scan_stale``) removes it. Both implementations name and lock their temps alike, so each removes the other's
-leftovers. Every error names the target the caller gave.
+that looks for them (``scan_stale``) removes it. Both implementations name and lock their temps
+alike, so each removes the other's leftovers. Every error names the target the caller gave.
 """
 
 from __future__ import annotations
