@@ -200,3 +200,17 @@ def test_background_saves_take_a_mode(job_env: JobEnv, durability: str) -> None:
     assert result.result() == str(job_env.results_path)
     assert jobpersist.load_job_checkpoint() == {"a": 1}
     assert jobpersist.load_job_result() == {"b": 2}
+
+
+def test_fast_saves_hold_a_bounded_number_of_replaced_files(
+    job_env: JobEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JOBPERSIST_DURABILITY", "none")
+    monkeypatch.setattr(_durability, "BATCH_DELAY", 30.0)  # the thread frees nothing meanwhile
+    monkeypatch.setattr(_durability, "_SYNCER", None)
+    for i in range(3 * _durability.MAX_HELD):
+        jobpersist.save_job_checkpoint({"i": i})
+    assert len(held_replaced_files(job_env.checkpoint_dir)) == _durability.MAX_HELD
+    jobpersist.wait_for_saves()
+    assert held_replaced_files(job_env.checkpoint_dir) == []
+    assert jobpersist.load_job_checkpoint() == {"i": 3 * _durability.MAX_HELD - 1}

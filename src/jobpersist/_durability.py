@@ -45,6 +45,9 @@ DEFAULT: Durability = DEFERRED
 #: How long the syncing thread gathers saves before it syncs them: every save of that window
 #: costs one fsync of its file and one of its directory in all, however many were made.
 BATCH_DELAY = 0.02
+#: The most replaced files held open for the thread to free: beyond, a save frees its own
+#: (as the rename would have), so that fast saves never run the process out of descriptors.
+MAX_HELD = 64
 
 
 def resolve(durability: str | None = None) -> Durability:
@@ -102,7 +105,10 @@ class _Syncer:
             if path is not None:
                 self.pending[path] = None
             if replaced is not None:
-                self.replaced.append(replaced)
+                if len(self.replaced) < MAX_HELD:
+                    self.replaced.append(replaced)
+                else:
+                    _close_quietly(replaced)
             if self.thread is None:
                 import threading
 
