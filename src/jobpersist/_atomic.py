@@ -191,7 +191,7 @@ class AtomicFile:
             # mode of the file replaced: one call, where resolving links first takes two.
             st = self._open_directory(target, follow_symlinks=False)
             if st is not None and stat.S_ISLNK(st.st_mode):
-                _close_quietly(self.dir_fd)
+                close_quietly(self.dir_fd)
                 self.dir_fd = -1
                 st = self._open_directory(_resolve_symlinks(target), follow_symlinks=True)
             if scan_stale:
@@ -345,11 +345,11 @@ class AtomicFile:
                 os.fsync(self.dir_fd)
         except OSError as exc:
             if kept is not None:
-                _close_quietly(kept)
+                close_quietly(kept)
             raise _with_filename(exc, self.shown) from None
         except BaseException:
             if kept is not None:
-                _close_quietly(kept)
+                close_quietly(kept)
             raise
         finally:
             self.abort()
@@ -371,7 +371,7 @@ class AtomicFile:
         while another error propagates)."""
         if self.fd >= 0:
             fd, self.fd = self.fd, -1
-            _close_quietly(fd)
+            close_quietly(fd)
         dir_fd = getattr(self, "dir_fd", -1)
         if self.linked:
             self.linked = False
@@ -381,10 +381,11 @@ class AtomicFile:
                 pass  # unlocked now: the next scan removes it (a failed save asks for one)
         if dir_fd >= 0:
             self.dir_fd = -1
-            _close_quietly(dir_fd)
+            close_quietly(dir_fd)
 
 
-def _close_quietly(fd: int) -> None:
+def close_quietly(fd: int) -> None:
+    """Closes ``fd``, ignoring errors (a cleanup that must not raise)."""
     try:
         os.close(fd)
     except OSError:

@@ -32,6 +32,8 @@ import sys
 import time
 from typing import TYPE_CHECKING, Literal
 
+from jobpersist._atomic import close_quietly
+
 if TYPE_CHECKING:
     import threading
 
@@ -86,7 +88,7 @@ class _Syncer:
         # A forked child's copies of the replaced files' descriptors: closing them frees
         # nothing the parent still holds.
         for fd in getattr(self, "replaced", ()):
-            _close_quietly(fd)
+            close_quietly(fd)
         # Imported by the first deferred save: ``import jobpersist`` stays light.
         import threading
 
@@ -108,7 +110,7 @@ class _Syncer:
                 if len(self.replaced) < MAX_HELD:
                     self.replaced.append(replaced)
                 else:
-                    _close_quietly(replaced)
+                    close_quietly(replaced)
             if self.thread is None:
                 import threading
 
@@ -155,7 +157,7 @@ class _Syncer:
         errors: list[OSError] = []
         try:
             for fd in replaced:
-                _close_quietly(fd)  # frees the file
+                close_quietly(fd)  # frees the file
             errors = sync_paths(paths)
         finally:
             self._done(batch, errors)
@@ -199,13 +201,6 @@ def sync_paths(paths: list[str]) -> list[OSError]:
         except OSError as exc:
             errors.append(OSError(exc.errno, exc.strerror, directory))
     return errors
-
-
-def _close_quietly(fd: int) -> None:
-    try:
-        os.close(fd)
-    except OSError:
-        pass
 
 
 def _fsync_path(path: str, flags: int) -> None:
