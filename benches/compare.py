@@ -10,6 +10,13 @@ a target is missed. One target holds for every case: the pure-Python fallback
     python benches/compare.py --quick      # fewer rounds, no 1 GiB case
     python benches/compare.py --json out.json
     python benches/compare.py --cases nested list tensor   # some cases only
+    python benches/compare.py --cases small --small-dir /mnt/tmpfs   # the small cases there
+
+The large cases run with fsync off (``JOBPERSIST_FSYNC=0``, the ``none`` durability mode) and
+one with fsync on; the small cases (a tiny checkpoint, plaintext and pickled, a one-key merge
+into 50 results, a tiny load: what users save every iteration) run in every durability mode,
+each row in a fresh process of 300 calls (``jobpersist bench --small``), and are judged at
+jobpersist's default mode.
 
 A run worth keeping goes to ``benches/results/``, named by its date and what it measures:
 
@@ -39,7 +46,28 @@ SIZED = ("array", "nested", "list", "tensor")
 # What --cases may select; "array" is the 256 MiB top-level array (the others' yardstick),
 # "sizes" the top-level array at the other sizes.
 CASES = ("array", "sizes", "small10k", "floats2m", "nested100k", "nested", "list", "tensor",
-         "arrays20k")  # fmt: skip
+         "arrays20k", "small")  # fmt: skip
+# Targets of the small cases at the default durability mode: the most an implementation's
+# median call may take, as a fraction of the reference's, on a disk ((impl, None): every
+# case) and on tmpfs, where only the CPU's work is left.
+SMALL_TARGETS = {
+    "disk": {("native", None): 0.6, ("python", None): 1.0},
+    "tmpfs": {("native", "checkpoint"): 0.4, ("native", "pickled"): 0.5},
+}
+
+
+def _filesystem(path: str) -> str:
+    """The type of the filesystem holding ``path`` (the longest mount point above it)."""
+    path = os.path.realpath(path)
+    best, kind = "", "unknown"
+    with open("/proc/self/mounts") as f:
+        for line in f:
+            fields = line.split()
+            point = fields[1].replace("\\040", " ")
+            inside = path == point or path.startswith(point.rstrip("/") + "/")
+            if inside and len(point) >= len(best):
+                best, kind = point, fields[2]
+    return kind
 
 
 # ---------------------------------------------------------------- worker side
@@ -303,6 +331,31 @@ def compare(case: str, size: int, rounds: int, impls: tuple[str, ...], report: R
     return results
 
 
+def compare_small(rounds: int, directory: str | None, report: Report) -> None:
+    """The small cases in every durability mode (see ``jobpersist bench --small``), checked at
+    the default mode against the reference."""
+    from jobpersist._durability import DEFAULT
+    from jobpersist.cli.bench import SMALL_CALLS, SMALL_ROWS, format_small_table, run_small
+
+    timings = run_small(SMALL_ROWS, rounds, directory, sys.stderr, progress=False)
+    where = directory or tempfile.gettempdir()
+    filesystem = _filesystem(where)
+    print(f"\nsmall cases, written to {where} ({filesystem})")
+    print(format_small_table(timings, rounds, SMALL_CALLS))
+    report.data["small"] = [t.as_dict() for t in timings]
+    targets = SMALL_TARGETS["tmpfs" if filesystem == "tmpfs" else "disk"]
+    reference = {t.case: t.median for t in timings if t.impl == "reference"}
+    for t in timings:
+        target = targets.get((t.impl, t.case), targets.get((t.impl, None)))
+        if t.mode == DEFAULT and target is not None and t.case in reference:
+            report.check(
+                f"small {t.case} on {filesystem}, {t.impl} ({t.mode}) / reference",
+                t.median / reference[t.case],
+                target,
+                False,
+            )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds, skip 1 GiB")
@@ -314,6 +367,9 @@ def main() -> int:
         choices=CASES,
         default=list(CASES),
         help="run these cases only (the nested shapes bring the 256 MiB array along)",
+    )
+    parser.add_argument(
+        "--small-dir", help="where the small cases write (default: a temp dir in $TMPDIR)"
     )
     args = parser.parse_args()
     rounds = args.rounds or (2 if args.quick else 5)
@@ -401,6 +457,9 @@ def main() -> int:
             10,
             True,
         )
+
+    if "small" in cases:
+        compare_small(rounds, args.small_dir, report)
 
     for check in report.fallback:
         report.check(*check)

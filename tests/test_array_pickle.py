@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+import copyreg
 import json
 import pickle
 from typing import Any
@@ -85,3 +86,56 @@ def test_a_payload_the_pickler_did_not_hand_over_fails_the_save(
     with pytest.raises(RuntimeError, match="not written"):
         jobpersist.save_job_checkpoint({"x": [RNG.random(100)]}, data_format="pickled_v4")
     assert job_env.checkpoint_file().read_bytes() == before
+
+
+def test_a_thread_reuses_its_pickle_stream_while_it_fits(job_env: Any) -> None:
+    def save_and_check(value: Any) -> None:
+        jobpersist.save_job_checkpoint({"v": value}, data_format="pickled_v4")
+        assert stored_pickle(job_env.checkpoint_file(), "v") == pickle.dumps(value, protocol=4)
+
+    save_and_check(RNG.random(24))
+    spare = _array_pickle._SPARE.stream
+    save_and_check(RNG.random(300_000))
+    assert _array_pickle._SPARE.stream is spare  # the same stream, and the same bytes
+
+    # An array type made after the stream (module-level, so that pickle finds it).
+    later = type("LaterArray", (np.ndarray,), {"__module__": __name__})
+    globals()["LaterArray"] = later
+    save_and_check(RNG.random(300_000).view(later))
+    assert _array_pickle._SPARE.stream is not spare
+    spare = _array_pickle._SPARE.stream
+
+    copyreg.pickle(Registered, lambda r: (Registered, (r.n + 1,)))
+    try:
+        save_and_check(Registered(1))  # as copyreg says, whatever the stream saw before
+        assert _array_pickle._SPARE.stream is not spare
+    finally:
+        del copyreg.dispatch_table[Registered]
+
+
+class Registered:
+    """Registered with copyreg by a test, after a stream was made."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Registered) and other.n == self.n
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class SavesWhilePickled:
+    """Pickling it saves another checkpoint: a save inside a save, in one thread."""
+
+    def __reduce__(self) -> Any:
+        jobpersist.save_job_checkpoint({"inner": RNG.random(4)}, "inner", "pickled_v4")
+        return (int, (5,))
+
+
+def test_a_save_made_while_pickling_has_its_own_stream(job_env: Any) -> None:
+    jobpersist.save_job_checkpoint({"a": RNG.random(4)}, data_format="pickled_v4")
+    jobpersist.save_job_checkpoint({"a": SavesWhilePickled()}, data_format="pickled_v4")
+    assert jobpersist.load_job_checkpoint(allow_pickle=True) == {"a": 5}
+    inner = jobpersist.load_job_checkpoint(checkpoint_file_suffix="inner", allow_pickle=True)
+    assert list(inner) == ["inner"]

@@ -20,6 +20,7 @@ from support.jobenv import JobEnv, child_env
 from support.reference import snapshot
 
 import jobpersist
+from jobpersist import _codec
 
 pytestmark = pytest.mark.usefixtures("backend")
 
@@ -235,12 +236,39 @@ def test_stale_temps_removed_by_lock_not_by_pid(
         assert live.read_bytes() == b"someone else's file in progress"
     finally:
         holder.communicate(input="", timeout=30)
-    # The holder exited: its temp is now a dead writer's.
+    # The holder exited: its temp is now a dead writer's. A process looks for them once per
+    # directory (a listing per save would cost more than a small save): the next save here
+    # leaves it, the next process's first save removes it.
     if which == "checkpoint":
         jobpersist.save_job_checkpoint({"a": 2})
     else:
         jobpersist.save_job_result({"b": 2})
+    assert temp_leftovers(directory) == [live.name]
+    save = (
+        "jobpersist.save_job_checkpoint({'a': 3})"
+        if which == "checkpoint"
+        else "jobpersist.save_job_result({'c': 3})"
+    )
+    subprocess.run(
+        [sys.executable, "-c", f"import jobpersist; {save}"],
+        env=child_env(_codec.BACKEND),
+        check=True,
+        timeout=120,
+    )
     assert temp_leftovers(directory) == []
+
+
+def test_a_failed_save_has_the_next_one_look_for_stale_temps(job_env: JobEnv) -> None:
+    jobpersist.save_job_checkpoint({"a": 1})
+    stale = job_env.checkpoint_dir / ".test-job.json.jptmp.1.0123456789abcdef"
+    stale.write_bytes(b"half a file")
+    jobpersist.save_job_checkpoint({"a": 2})
+    assert stale.exists()  # looked once already
+    with pytest.raises(TypeError):
+        jobpersist.save_job_checkpoint({"a": object()})
+    jobpersist.save_job_checkpoint({"a": 3})
+    assert not stale.exists()
+    assert jobpersist.load_job_checkpoint() == {"a": 3}
 
 
 @pytest.mark.parametrize("tmpfile", ["unnamed", "named"])

@@ -116,3 +116,28 @@ def test_size_argument() -> None:
     for bad in ("0", "0M", "lots", "1.5", "-4M"):
         with pytest.raises(argparse.ArgumentTypeError, match="invalid size"):
             size_argument(bad)
+
+
+def test_bench_small_cases_name_each_rows_mode(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "small.json"
+    impls = ["--impl", "reference", "--impl", "python"]
+    if native_available():
+        impls += ["--impl", "native"]
+    status, out, _ = run(
+        capsys, "bench", "--small", "--calls", "3", "--rounds", "1", "--dir", str(tmp_path),
+        "--json", str(data), "--no-progress", *impls,
+    )  # fmt: skip
+    assert status == 0, out
+    timings = json.loads(data.read_text())
+    rows = {(t["case"], t["impl"], t["mode"]) for t in timings}
+    backends = ["python"] + (["native"] if native_available() else [])
+    for case in ("checkpoint", "pickled", "merge", "load"):
+        assert (case, "reference", "-") in rows
+        for impl in backends:
+            for mode in ("deferred", "full", "none"):
+                assert (case, impl, mode) in rows
+    assert "deferred is the default" in out and "vs reference" in out
+    assert "result merge (one key into 50)" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["small.json"]  # all cleaned up

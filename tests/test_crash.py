@@ -1,8 +1,9 @@
-"""Crash safety and concurrency, with real processes.
+"""Crash safety and concurrency, with real processes, in every durability mode.
 
 * A child saves checkpoints in a loop and acknowledges each save on stdout once it returned;
   the parent SIGKILLs it at random moments. The checkpoint must then load whole, holding the
-  last acknowledged sequence number or the one in flight.
+  last acknowledged sequence number or the one in flight: never a torn or partial file, even
+  when deferred fsyncs and frees were still waiting.
 * Kills proven to land mid-write: the child pauses inside a save once megabytes of it are
   written (a value's pickling or conversion blocks), and the parent checks the writer's temp
   holds them (the unnamed O_TMPFILE file through /proc/<pid>/fd, or the named fallback) and
@@ -27,6 +28,7 @@ from support.files import temp_leftovers
 from support.jobenv import child_env
 
 import jobpersist
+from jobpersist._codec.python import atomic_file as _atomic
 
 # SIGKILL loops, strace runs, fault sweeps: `make test-quick` leaves them out.
 pytestmark = [pytest.mark.usefixtures("backend"), pytest.mark.slow]
@@ -92,14 +94,16 @@ def expected_blob(fmt: str, seq: int, size: int) -> object:
     return bytes([seq % 256]) * size
 
 
-def run_kill_trial(directory: Path, backend: str, fmt: str, which: str, delay: float) -> int:
+def run_kill_trial(
+    directory: Path, backend: str, fmt: str, which: str, delay: float, durability: str
+) -> int:
     """Runs the saver, SIGKILLs it after ``delay`` seconds; the last acknowledged seq."""
     env = child_env(
         backend,
         AMZN_BRAKET_CHECKPOINT_DIR=str(directory),
         AMZN_BRAKET_JOB_RESULTS_DIR=str(directory),
         AMZN_BRAKET_JOB_NAME="job",
-        JOBPERSIST_FSYNC="0",
+        JOBPERSIST_DURABILITY=durability,
     )
     proc = subprocess.Popen(
         [sys.executable, "-c", SAVER, fmt, which, "-1"],
@@ -125,12 +129,18 @@ def run_kill_trial(directory: Path, backend: str, fmt: str, which: str, delay: f
     return acks[-1]
 
 
+@pytest.mark.parametrize("durability", ["full", "deferred", "none"])
 @pytest.mark.parametrize("which", ["checkpoint", "result"])
 @pytest.mark.parametrize("fmt", ["plaintext", "pickled_v4"])
 def test_sigkill_during_saves(
-    tmp_path: Path, backend: str, fmt: str, which: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    backend: str,
+    fmt: str,
+    which: str,
+    durability: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    rng = random.Random(f"{backend}-{fmt}-{which}")
+    rng = random.Random(f"{backend}-{fmt}-{which}-{durability}")
     monkeypatch.setenv("AMZN_BRAKET_CHECKPOINT_DIR", str(tmp_path))
     monkeypatch.setenv("AMZN_BRAKET_JOB_RESULTS_DIR", str(tmp_path))
     monkeypatch.setenv("AMZN_BRAKET_JOB_NAME", "job")
@@ -141,7 +151,7 @@ def test_sigkill_during_saves(
         for path in tmp_path.iterdir():
             path.unlink()
         delay = rng.uniform(0.0, 0.06)
-        last_ack = run_kill_trial(tmp_path, backend, fmt, which, delay)
+        last_ack = run_kill_trial(tmp_path, backend, fmt, which, delay, durability)
         torn_writes += bool(temp_leftovers(tmp_path))
         if which == "checkpoint":
             loaded = jobpersist.load_job_checkpoint(allow_pickle=True)
@@ -151,7 +161,9 @@ def test_sigkill_during_saves(
         seq = loaded["seq"]
         assert seq in (last_ack, last_ack + 1), (trial, seq, last_ack)
         assert loaded["blob"] == expected_blob(fmt, seq, loaded["size"]), trial
-        # A temp file the killed writer left is removed by the next save.
+        # A temp file the killed writer left is removed by the next process's first save
+        # there (this one's, as far as the scan goes: a process looks once per directory).
+        _atomic.rescan(str(tmp_path))
         if which == "checkpoint":
             jobpersist.save_job_checkpoint({"after": trial}, "", fmt)
         else:
@@ -176,6 +188,7 @@ def unnamed_temps_of(pid: int, directory: Path) -> list[int]:
     return sizes
 
 
+@pytest.mark.parametrize("durability", ["full", "deferred", "none"])
 @pytest.mark.parametrize("tmpfile", ["unnamed", "named"])
 @pytest.mark.parametrize("which", ["checkpoint", "result"])
 @pytest.mark.parametrize("fmt", ["plaintext", "pickled_v4"])
@@ -185,6 +198,7 @@ def test_sigkill_mid_write(
     fmt: str,
     which: str,
     tmpfile: str,
+    durability: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("AMZN_BRAKET_CHECKPOINT_DIR", str(tmp_path))
@@ -197,7 +211,7 @@ def test_sigkill_mid_write(
         AMZN_BRAKET_CHECKPOINT_DIR=str(tmp_path),
         AMZN_BRAKET_JOB_RESULTS_DIR=str(tmp_path),
         AMZN_BRAKET_JOB_NAME="job",
-        JOBPERSIST_FSYNC="0",
+        JOBPERSIST_DURABILITY=durability,
         **extra,
     )
     proc = subprocess.Popen(
@@ -233,8 +247,10 @@ def test_sigkill_mid_write(
     assert proc.returncode == -signal.SIGKILL
     loaded = load(allow_pickle=True)
     assert loaded["seq"] == 1 and loaded["blob"] == expected_blob(fmt, 1, loaded["size"])
-    # An unnamed temp vanishes with its writer; a named one stays until the next save.
+    # An unnamed temp vanishes with its writer; a named one stays until the next process's
+    # first save there (this one's, as far as the scan goes).
     assert len(temp_leftovers(tmp_path)) == (1 if tmpfile == "named" else 0)
+    _atomic.rescan(str(tmp_path))
     if which == "checkpoint":
         jobpersist.save_job_checkpoint({"after": 1}, "", fmt)
     else:

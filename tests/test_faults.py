@@ -2,13 +2,13 @@
 
 * The sweep: a checkpoint save runs again and again with its Nth I/O operation failing (N = 1,
   2, ... until a save completes without reaching N), for EIO, ENOSPC, EDQUOT, EROFS and EACCES,
-  with the unnamed (O_TMPFILE) temp and the named fallback. The native backend fails its
-  operations through the core's seam (``_native._arm_faults``); the pure-Python backend through
-  stand-ins for the ``os`` and ``fcntl`` functions ``jobpersist._codec.python.atomic_file``
-  calls. After each
-  save: the checkpoint holds the old content or the new one, never anything else; the error
-  reached the caller as the ``OSError`` subclass of the errno, naming the checkpoint; no temp
-  file is left. A failure of the stale-temp cleanup never fails the save.
+  with the unnamed (O_TMPFILE) temp and the named fallback, in each durability mode. The native
+  backend fails its operations through the core's seam (``_native._arm_faults``); the
+  pure-Python backend through stand-ins for the ``os`` and ``fcntl`` functions
+  ``jobpersist._codec.python.atomic_file`` calls. After each save: the checkpoint holds the
+  old content or the new one, never anything else; the error reached the caller as the
+  ``OSError`` subclass of the errno, naming the checkpoint; no temp file is left. A failure of
+  the stale-temp cleanup never fails the save.
 * Short writes (and, native, EINTR) are retried, not surfaced.
 * Faults from outside, during a save (from a value's ``__reduce__``, so mid-write on both
   backends): the directory removed, the directory made immutable, the checkpoint replaced by a
@@ -47,9 +47,10 @@ ERRNOS = {
     "EACCES": errno.EACCES,
 }
 SCAN_OPS = {"scan", "scan_open", "scan_lock", "scan_unlink"}
-# Failures that never fail a save: the stale temp cleanup and the block reservation.
-BEST_EFFORT_OPS = SCAN_OPS | {"reserve", "trim"}
-# Every operation a save with fsync performs, in the Rust core's names.
+# Failures that never fail a save: the stale temp cleanup, the block reservation, keeping the
+# replaced file open across the rename.
+BEST_EFFORT_OPS = SCAN_OPS | {"reserve", "trim", "keep"}
+# Every operation a save in the full durability mode performs, in the Rust core's names.
 SAVE_OPS = {
     "open_dir",
     "stat",
@@ -87,6 +88,7 @@ class _Injector:
         self.short = short_writes
         self.record = Record()
         self.dir_fds: set[int] = set()
+        self.kept_fds: set[int] = set()
         self.creating = False
         self.renamed = False
         self.closed_after_rename = False
@@ -114,6 +116,8 @@ class _FaultyOS:
         if (tmpfile and flags & tmpfile == tmpfile) or flags & os.O_CREAT:
             op = "open"
             self._inj.creating = True
+        elif flags & os.O_PATH:
+            op = "keep"
         elif flags & os.O_DIRECTORY:
             op = "open_dir"
         else:
@@ -122,10 +126,12 @@ class _FaultyOS:
         fd = os.open(path, flags, mode, dir_fd=dir_fd)
         if op == "open_dir":
             self._inj.dir_fds.add(fd)
+        if op == "keep":
+            self._inj.kept_fds.add(fd)
         return fd
 
     def stat(self, path: Any, *, dir_fd: int | None = None, follow_symlinks: bool = True) -> Any:
-        if follow_symlinks:  # the replaced file's mode (the rest are inode checks)
+        if ".jptmp." not in str(path):  # the target's (the rest are temps' inode checks)
             self._inj.check("stat")
         return os.stat(path, dir_fd=dir_fd, follow_symlinks=follow_symlinks)
 
@@ -165,7 +171,8 @@ class _FaultyOS:
 
     def close(self, fd: int) -> None:
         inj = self._inj
-        if inj.renamed and not inj.closed_after_rename and fd not in inj.dir_fds:
+        kept = fd in inj.dir_fds or fd in inj.kept_fds
+        if inj.renamed and not inj.closed_after_rename and not kept:
             inj.closed_after_rename = True
             try:
                 inj.check("close")
@@ -239,13 +246,14 @@ def load() -> Any:
 
 def sweep(job_env: JobEnv, backend: str, err: int, new: dict[str, Any] = NEW) -> Counter[str]:
     """Fails each operation of a save of ``new`` in turn; the count of failures per
-    operation."""
+    operation. Each save looks for stale temps, as the first of a process does."""
     target = job_env.checkpoint_path
     stale = job_env.checkpoint_dir / STALE
     counts: Counter[str] = Counter()
     for n in range(1, 200):
         jobpersist.save_job_checkpoint(OLD, "", "pickled_v4")
         stale.write_bytes(b"a dead writer's half file")
+        _atomic.rescan(str(job_env.checkpoint_dir))
         error: OSError | None = None
         with injected(backend, n, err) as record:
             try:
@@ -256,6 +264,7 @@ def sweep(job_env: JobEnv, backend: str, err: int, new: dict[str, Any] = NEW) ->
         if record.failed is None:
             assert error is None, context
             assert load() == new
+            jobpersist.wait_for_saves()  # the replaced files freed, the deferred syncs done
             assert temp_leftovers(job_env.checkpoint_dir) == []
             return counts
         counts[record.failed] += 1
@@ -274,7 +283,7 @@ def sweep(job_env: JobEnv, backend: str, err: int, new: dict[str, Any] = NEW) ->
                 assert not {"fsync_file", "link", "rename"} & set(record.ops[n:]), context
         leftovers = temp_leftovers(job_env.checkpoint_dir)
         if stale.exists():
-            assert record.failed in SCAN_OPS | {"open_dir"}, context
+            assert record.failed in SCAN_OPS | {"open_dir", "stat"}, context
             leftovers.remove(STALE)
         assert leftovers == [], context
     raise AssertionError("the save never completed")
@@ -296,23 +305,36 @@ def fast_job_env(job_env: JobEnv, monkeypatch: pytest.MonkeyPatch) -> Iterator[J
         shutil.rmtree(directory, ignore_errors=True)
 
 
+def mode_ops(durability: str) -> set[str]:
+    """The operations of a save in a durability mode (beside the scan's and ``link``)."""
+    if durability == "full":
+        return SAVE_OPS
+    # No fsync in the save; the replaced file kept open across the rename.
+    return SAVE_OPS - {"fsync_file", "fsync_dir"} | {"keep"}
+
+
+@pytest.mark.parametrize("durability", ["full", "deferred", "none"])
 @pytest.mark.parametrize("tmpfile", ["unnamed", "named"])
 def test_every_operation_of_a_save_fails_cleanly(
-    fast_job_env: JobEnv, backend: str, tmpfile: str, monkeypatch: pytest.MonkeyPatch
+    fast_job_env: JobEnv,
+    backend: str,
+    tmpfile: str,
+    durability: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     job_env = fast_job_env
-    monkeypatch.setenv("JOBPERSIST_FSYNC", "1")
+    monkeypatch.setenv("JOBPERSIST_DURABILITY", durability)
     if tmpfile == "named":
         monkeypatch.setenv("JOBPERSIST_NO_TMPFILE", "1")
     matrix: dict[str, Counter[str]] = {}
     for name, err in ERRNOS.items():
         matrix[name] = sweep(job_env, backend, err)
-    expected = SAVE_OPS | SCAN_OPS | ({"link"} if tmpfile == "unnamed" else set())
+    expected = mode_ops(durability) | SCAN_OPS | ({"link"} if tmpfile == "unnamed" else set())
     for name, counts in matrix.items():
         assert set(counts) == expected, (name, counts)
         assert counts["write"] >= 2, (name, counts)
     # The matrix, for the record (pytest -s).
-    print(f"\nfault matrix, {backend}, {tmpfile} temp:")
+    print(f"\nfault matrix, {backend}, {tmpfile} temp, durability {durability}:")
     for op in sorted(expected):
         print(f"  {op:<12}", " ".join(f"{name}={matrix[name][op]}" for name in ERRNOS))
 
@@ -323,7 +345,7 @@ def test_every_write_of_a_large_save_fails_cleanly(
     # 20 MiB: the native writer hands its writes to a thread of their own (the write pipe),
     # which takes the calling thread's fault plan along. Below 32 MiB of text, so no replaced
     # file is freed by a thread that could race the next save's scan.
-    monkeypatch.setenv("JOBPERSIST_FSYNC", "1")
+    monkeypatch.setenv("JOBPERSIST_DURABILITY", "full")
     counts = sweep(fast_job_env, backend, errno.EIO, {"blob": b"\x07" * (20 << 20), "n": 3})
     assert counts["write"] >= 10, counts
     assert counts["reserve"] >= 1 and counts["trim"] == 1, counts
@@ -331,25 +353,38 @@ def test_every_write_of_a_large_save_fails_cleanly(
 
 
 @pytest.mark.parametrize("tmpfile", ["unnamed", "named"])
-def test_without_fsync_only_the_fsyncs_are_skipped(
+def test_the_modes_differ_only_in_the_fsyncs(
     job_env: JobEnv, backend: str, tmpfile: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if tmpfile == "named":
         monkeypatch.setenv("JOBPERSIST_NO_TMPFILE", "1")
     records = {}
-    for fsync in ("1", "0"):
-        monkeypatch.setenv("JOBPERSIST_FSYNC", fsync)
+    for durability in ("full", "deferred", "none"):
+        monkeypatch.setenv("JOBPERSIST_DURABILITY", durability)
         jobpersist.save_job_checkpoint(OLD, "", "pickled_v4")
+        _atomic.rescan(str(job_env.checkpoint_dir))
         with injected(backend) as record:
             jobpersist.save_job_checkpoint(NEW, "", "pickled_v4")
-        records[fsync] = record.ops
-    assert records["1"].count("fsync_file") == records["1"].count("fsync_dir") == 1
-    assert [op for op in records["1"] if not op.startswith("fsync")] == records["0"]
+        records[durability] = record.ops
+    full = records["full"]
+    assert full.count("fsync_file") == full.count("fsync_dir") == 1
+    # deferred and none: the same calls in the saving thread (deferred syncs in another),
+    # those of full minus the fsyncs, plus keeping the replaced file across the rename.
+    assert records["deferred"] == records["none"]
+    assert [op for op in full if not op.startswith("fsync")] == [
+        op for op in records["none"] if op != "keep"
+    ]
     # Both backends perform the same operations, in the same order.
-    core_order = ["open_dir", "scan", "stat", "open", "lock", "chmod"]
-    assert [op for op in records["1"] if op in core_order] == core_order
-    tail = ["fsync_file"] + (["link"] if tmpfile == "unnamed" else []) + ["rename", "close"]
-    assert records["1"][-len(tail) - 1 :] == [*tail, "fsync_dir"]
+    core_order = ["open_dir", "stat", "scan", "open", "lock", "chmod"]
+    assert [op for op in full if op in core_order] == core_order
+    link = ["link"] if tmpfile == "unnamed" else []
+    tail = ["fsync_file", *link, "rename", "close"]
+    assert full[-len(tail) - 1 :] == [*tail, "fsync_dir"]
+    assert records["none"][-len(link) - 3 :] == [*link, "keep", "rename", "close"]
+    # Without a failure, a process looks for stale temps in a directory once.
+    with injected(backend) as record:
+        jobpersist.save_job_checkpoint(NEW, "", "pickled_v4")
+    assert not SCAN_OPS & set(record.ops), record.ops
 
 
 def test_short_writes_and_eintr_are_retried(job_env: JobEnv, backend: str) -> None:
@@ -476,6 +511,10 @@ def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
     try:
         yield mount_point
     finally:
+        # The files the last saves replaced are freed (closed) by the syncing thread: until
+        # then they keep the filesystem busy.
+        with contextlib.suppress(Exception):
+            jobpersist.wait_for_saves()
         subprocess.run(["umount", str(mount_point)], check=True)
 
 

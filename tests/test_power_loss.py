@@ -1,10 +1,19 @@
-"""Power-loss ordering, from the system calls a save makes (recorded with ``strace -f -y``).
+"""Power-loss ordering, from the system calls a save makes (recorded with ``strace -f -y``),
+in each durability mode.
 
-A save is durable only if its file's data reach the disk before the file gets the target's
-name, and the rename reaches the disk after that: every write to the new file comes before its
-fsync, the fsync before the file is named (``linkat``) and renamed over the target, and the
-directory is fsynced after the rename. With ``JOBPERSIST_FSYNC=0`` the same calls happen minus
-the fsyncs. A failed fsync (injected by strace) fails the save; it is never retried.
+``full``: a save is durable only if its file's data reach the disk before the file gets the
+target's name, and the rename reaches the disk after that: every write to the new file comes
+before its fsync, the fsync before the file is named (``linkat``) and renamed over the target,
+and the directory is fsynced after the rename. A failed fsync (injected by strace) fails the
+save; it is never retried.
+
+``none``: the same calls minus the fsyncs (and with the replaced file kept open across the
+rename, to be freed off the caller's path); no fsync at all, in any thread.
+
+``deferred``: the save itself makes no fsync; every file it renamed into place, and the
+directory, are fsynced after the rename, all of them before ``wait_for_saves()`` returns, or
+before the process ends when nothing waited. A failed deferred fsync reaches
+``wait_for_saves()``.
 
 strace is a Debian package (.ci/run installs it): the tests skip without it, except under
 ``CI=true``, where they fail.
@@ -38,8 +47,10 @@ CHILD = textwrap.dedent(
     """
     import json, os, sys
     import jobpersist
+    import jobpersist.background
 
     jobpersist.save_job_checkpoint({"old": 1}, "", "pickled_v4")
+    jobpersist.background.wait_for_saves()  # the first save's deferred syncs, if any
     os.access(sys.argv[1], os.F_OK)  # marks where the save under test starts
     try:
         jobpersist.save_job_checkpoint(
@@ -70,18 +81,32 @@ def strace_or_skip() -> str:
 
 
 def record(
-    tmp_path: Path, backend: str, fsync: bool, tmpfile: str, inject: str | None = None
+    tmp_path: Path, backend: str, mode: str, tmpfile: str, inject: str | None = None
 ) -> tuple[list[tuple[str, str, int]], dict[str, object], Path]:
     """Runs the child under strace; the calls of the marked save, and the child's outcome."""
+    calls, outcome, checkpoints = run_traced(tmp_path, backend, mode, tmpfile, CHILD, inject)
+    return (
+        [(name, args, result) for phase, name, args, result in calls if phase == 1],
+        (outcome),
+        checkpoints,
+    )
+
+
+def run_traced(
+    tmp_path: Path, backend: str, mode: str, tmpfile: str, child: str, inject: str | None = None
+) -> tuple[list[tuple[int, str, str, int]], dict[str, object], Path]:
+    """Runs ``child`` under strace in durability ``mode``; every call (of any thread) on the
+    checkpoint directory or its files, each with its phase (0 before the first mark, then one
+    more at each mark), and the child's outcome (its last line of output)."""
     strace = strace_or_skip()
-    checkpoints = tmp_path / f"ckpt-{fsync}-{tmpfile}-{inject is not None}"
+    checkpoints = tmp_path / f"ckpt-{mode}-{tmpfile}-{inject is not None}"
     checkpoints.mkdir()
-    log = tmp_path / f"strace-{fsync}-{tmpfile}-{inject is not None}.log"
+    log = tmp_path / f"strace-{mode}-{tmpfile}-{inject is not None}.log"
     env = child_env(
         backend,
         AMZN_BRAKET_CHECKPOINT_DIR=str(checkpoints),
         AMZN_BRAKET_JOB_NAME="job",
-        JOBPERSIST_FSYNC="1" if fsync else "0",
+        JOBPERSIST_DURABILITY=mode,
     )
     if tmpfile == "named":
         env["JOBPERSIST_NO_TMPFILE"] = "1"
@@ -91,7 +116,7 @@ def record(
     if inject:
         command += ["-e", inject]
     proc = subprocess.run(
-        [*command, sys.executable, "-c", CHILD, MARK],
+        [*command, sys.executable, "-c", child, MARK],
         env=env,
         capture_output=True,
         text=True,
@@ -99,8 +124,8 @@ def record(
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     outcome = json.loads(proc.stdout.strip().splitlines()[-1])
-    calls: list[tuple[str, str, int]] = []
-    inside = False
+    calls: list[tuple[int, str, str, int]] = []
+    phase = 0
     pending: dict[str, str] = {}
     for raw in log.read_text().splitlines():
         # -f interleaves threads: join "<unfinished ...>" with its "<... resumed>".
@@ -116,10 +141,10 @@ def record(
             continue
         _, name, args, result, _ = match.groups()
         if MARK in args:
-            inside = not args.startswith(f'"{MARK}-end') and f"{MARK}-end" not in args
+            phase += 1
             continue
-        if inside and str(checkpoints) in args:
-            calls.append((name, args, int(result)))
+        if str(checkpoints) in args:
+            calls.append((phase, name, args, int(result)))
     return calls, outcome, checkpoints
 
 
@@ -135,7 +160,9 @@ def analyse(calls: list[tuple[str, str, int]], checkpoints: Path, tmpfile: str) 
     events: list[str] = []
     for name, args, result in calls:
         if name in ("openat", "open"):
-            if "O_TMPFILE" in args or ("O_CREAT" in args and ".jptmp." in args):
+            if "O_PATH" in args:
+                events.append("keep_replaced")
+            elif "O_TMPFILE" in args or ("O_CREAT" in args and ".jptmp." in args):
                 assert file_fd is None, "two files created"
                 file_fd = str(result)
                 events.append("create_unnamed" if "O_TMPFILE" in args else "create_named")
@@ -182,12 +209,12 @@ def analyse(calls: list[tuple[str, str, int]], checkpoints: Path, tmpfile: str) 
 def test_data_and_file_are_synced_before_the_name_the_directory_after(
     tmp_path: Path, backend: str, tmpfile: str
 ) -> None:
-    by_fsync = {}
-    for fsync in (True, False):
-        calls, outcome, checkpoints = record(tmp_path, backend, fsync, tmpfile)
+    by_mode = {}
+    for mode in ("full", "none"):
+        calls, outcome, checkpoints = record(tmp_path, backend, mode, tmpfile)
         assert outcome == {"errno": None, "loaded": ["blob", "n"], "listing": ["job.json"]}
         events = analyse(calls, checkpoints, tmpfile)
-        by_fsync[fsync] = events
+        by_mode[mode] = events
         writes = [i for i, e in enumerate(events) if e == "write"]
         assert len(writes) >= 2, events  # megabytes: several writes
         rename = events.index("rename")
@@ -196,17 +223,115 @@ def test_data_and_file_are_synced_before_the_name_the_directory_after(
         if tmpfile == "unnamed":
             # Nothing is named until the data are complete (and synced).
             assert writes[-1] < events.index("link") < rename, events
-        if fsync:
+        if mode == "full":
             fsync_file = events.index("fsync_file")
             assert events.count("fsync_file") == 1 and events.count("fsync_dir") == 1, events
             assert writes[-1] < fsync_file, events
             if tmpfile == "unnamed":
                 assert fsync_file < events.index("link"), events
             assert fsync_file < rename < events.index("fsync_dir"), events
+            assert "keep_replaced" not in events, events
         else:
             assert "fsync_file" not in events and "fsync_dir" not in events, events
-    # JOBPERSIST_FSYNC=0 skips the fsyncs and nothing else.
-    assert [e for e in by_fsync[True] if not e.startswith("fsync")] == by_fsync[False]
+            # The replaced file is held open across the rename, freed later.
+            assert events.index("keep_replaced") == rename - 1, events
+    # Without fsync, the same calls minus the fsyncs (the replaced file kept aside).
+    assert [e for e in by_mode["full"] if not e.startswith("fsync")] == [
+        e for e in by_mode["none"] if e != "keep_replaced"
+    ]
+
+
+def test_durability_none_makes_no_fsync_in_any_thread(tmp_path: Path, backend: str) -> None:
+    calls, outcome, _ = run_traced(tmp_path, backend, "none", "unnamed", CHILD)
+    assert outcome["errno"] is None, outcome
+    assert [c for c in calls if c[1] in ("fsync", "fdatasync", "sync_file_range")] == []
+
+
+DEFERRED_CHILD = textwrap.dedent(
+    """
+    import json, os, sys
+    import jobpersist
+    import jobpersist.background
+
+    ending = os.environ["ENDING"]
+    jobpersist.save_job_checkpoint({"old": 1})
+    jobpersist.background.wait_for_saves()
+    if ending == "exit":
+        import jobpersist._durability
+        jobpersist._durability.BATCH_DELAY = 600.0  # the thread will not sync: the exit must
+    # The saves under test: two files of one directory, one replaced, one new.
+    os.access(sys.argv[1], os.F_OK)
+    jobpersist.save_job_checkpoint({"blob": bytes(range(256)) * 12000}, "", "pickled_v4")
+    jobpersist.save_job_checkpoint({"n": 2}, "other")
+    os.access(sys.argv[1] + "-saved", os.F_OK)
+    outcome = {"errno": None}
+    if ending == "wait":
+        try:
+            jobpersist.background.wait_for_saves()
+        except OSError as exc:
+            outcome = {"errno": exc.errno, "filename": exc.filename}
+        os.access(sys.argv[1] + "-waited", os.F_OK)
+    print(json.dumps(outcome))
+    """
+)
+
+
+def deferred_run(
+    tmp_path: Path, backend: str, tmpfile: str, ending: str, inject: str | None = None
+) -> tuple[list[tuple[int, str, str, int]], dict[str, object], Path]:
+    child = f"import os; os.environ['ENDING'] = {ending!r}\n" + DEFERRED_CHILD
+    return run_traced(tmp_path, backend, "deferred", tmpfile, child, inject)
+
+
+@pytest.mark.parametrize("ending", ["wait", "exit"])
+@pytest.mark.parametrize("tmpfile", ["unnamed", "named"])
+def test_deferred_syncs_follow_the_renames_and_end_by_wait_or_exit(
+    tmp_path: Path, backend: str, tmpfile: str, ending: str
+) -> None:
+    calls, outcome, checkpoints = deferred_run(tmp_path, backend, tmpfile, ending)
+    assert outcome == {"errno": None}
+    targets = [str(checkpoints / "job.json"), str(checkpoints / "job_other.json")]
+    marked = [(i, c) for i, c in enumerate(calls) if c[0] >= 1]
+    renames = [i for i, (_, name, args, _) in marked if name.startswith("rename")]
+    assert len(renames) == 2, marked
+    fsyncs = [(i, c) for i, c in marked if c[1] in ("fsync", "fdatasync")]
+    # The saves themselves (until the second mark) sync nothing before their renames.
+    assert all(i > renames[0] for i, _ in fsyncs), marked
+    synced = [fd_of(c[2]).split("<", 1)[1].rstrip(">") for _, c in fsyncs]
+    # Every renamed file after its rename, and the directory after both renames.
+    for target, rename in zip(targets, renames, strict=True):
+        assert any(
+            path == target and i > rename for (i, _), path in zip(fsyncs, synced, strict=True)
+        ), (target, marked)
+    directory_syncs = [
+        i for (i, _), path in zip(fsyncs, synced, strict=True) if path == str(checkpoints)
+    ]
+    assert directory_syncs and max(directory_syncs) > renames[1], marked
+    # Nothing else, and nothing twice but the directory (the thread's batch may have taken
+    # the first save alone).
+    assert set(synced) == {*targets, str(checkpoints)}, synced
+    assert len(synced) <= 4, synced
+    if ending == "wait":
+        # All done when wait_for_saves() returned (before the third mark).
+        assert all(c[0] <= 2 for _, c in fsyncs), marked
+
+
+def test_a_failed_deferred_fsync_reaches_wait_for_saves(tmp_path: Path, backend: str) -> None:
+    # The first save's deferred syncs make fsyncs 1 and 2 (its file, the directory); every
+    # later one fails.
+    calls, outcome, checkpoints = deferred_run(
+        tmp_path, backend, "unnamed", "wait", inject="inject=fsync:error=EIO:when=3+"
+    )
+    assert outcome["errno"] == 5, outcome
+    assert outcome["filename"] in (
+        str(checkpoints / "job.json"),
+        str(checkpoints / "job_other.json"),
+    ), outcome
+    fsyncs = [fd_of(c[2]) for c in calls if c[1] == "fsync" and c[0] >= 1]
+    # Each file tried once, never again; their directory not synced after them: that would
+    # make durable a rename to data the kernel may have dropped.
+    paths = sorted(fd.split("<", 1)[1].rstrip(">") for fd in fsyncs)
+    assert paths == [str(checkpoints / "job.json"), str(checkpoints / "job_other.json")]
 
 
 @pytest.mark.parametrize("tmpfile", ["unnamed", "named"])
@@ -217,7 +342,7 @@ def test_a_failed_fsync_fails_the_save_and_is_not_retried(
         # The first save of the child makes fsyncs 1 and 2 (file, directory).
         tmp_path,
         backend,
-        True,
+        "full",
         tmpfile,
         inject="inject=fsync:error=EIO:when=3",
     )

@@ -1,5 +1,6 @@
 //! `EnvelopeWriter` for Python: the sink `pickle.Pickler` writes into.
 
+use std::os::fd::IntoRawFd;
 use std::path::PathBuf;
 
 use jobpersist_core::{EnvelopeWriter, Options};
@@ -142,13 +143,16 @@ impl NativeEnvelopeWriter {
         self.inner()?.end_b64_string().map_err(to_pyerr)
     }
 
-    /// Replaces the target with what was written: fsync, rename, fsync the directory.
-    fn commit(&mut self, py: Python<'_>) -> PyResult<()> {
+    /// Replaces the target with what was written: fsync, rename, fsync the directory (the
+    /// fsyncs as opened). With `keep_replaced`, the descriptor of the replaced file, which
+    /// the caller closes (that frees it); else, or when nothing was replaced, None.
+    fn commit(&mut self, py: Python<'_>) -> PyResult<Option<i32>> {
         let inner = self
             .inner
             .take()
             .ok_or_else(|| misuse("the writer is already committed or aborted"))?;
-        py.detach(|| inner.commit()).map_err(to_pyerr)
+        let kept = py.detach(|| inner.commit_keeping()).map_err(to_pyerr)?;
+        Ok(kept.map(IntoRawFd::into_raw_fd))
     }
 
     /// Removes the temp file; the target is untouched. Idempotent.
@@ -175,16 +179,27 @@ pub fn encode_json<'py>(
     Ok(PyBytes::new(py, &text).into_any())
 }
 
-/// Starts an atomic write of `path`.
+/// Starts an atomic write of `path`: `fsync` flushes the file before the rename and the
+/// directory after it (inside `commit`); `scan_stale` first removes the temps dead writers
+/// left in the directory; `keep_replaced` has `commit` hand back the replaced file.
 ///
 /// `JOBPERSIST_NO_TMPFILE=1` forces the named temp file (read here, with the GIL held, so no
 /// Python thread changes the environment meanwhile).
 #[pyfunction]
-pub fn open_writer(py: Python<'_>, path: PathBuf, fsync: bool) -> PyResult<NativeEnvelopeWriter> {
+#[pyo3(signature = (path, fsync, scan_stale = true, keep_replaced = false))]
+pub fn open_writer(
+    py: Python<'_>,
+    path: PathBuf,
+    fsync: bool,
+    scan_stale: bool,
+    keep_replaced: bool,
+) -> PyResult<NativeEnvelopeWriter> {
     let options = Options {
         fsync,
         unnamed_temp: !std::env::var_os("JOBPERSIST_NO_TMPFILE")
             .is_some_and(|v| v.to_str().map(str::trim) == Some("1")),
+        scan_stale,
+        keep_replaced,
     };
     let inner = py
         .detach(|| EnvelopeWriter::create_with(&path, options))

@@ -7,7 +7,7 @@ from typing import Any, final
 from _typeshed import WriteableBuffer
 
 # convert(path, depth, value): what a plaintext encoder writes for a value it does not write
-# itself (``jobpersist._conversion.convert_subtree``).
+# itself (``jobpersist._format.conversion.convert_subtree``).
 _Convert = Callable[[list[Any], int, Any], Any]
 
 __all__ = [
@@ -42,7 +42,7 @@ class EnvelopeWriter:
     def begin_b64(self) -> None: ...
     def write(self, data: bytes | bytearray | memoryview) -> int: ...
     def end_b64(self) -> None: ...
-    def commit(self) -> None: ...
+    def commit(self) -> int | None: ...
     def abort(self) -> None: ...
 
 class DecodeError(ValueError):
@@ -73,7 +73,9 @@ class FileData:
 
 def read_file(path: str | PathLike[str]) -> FileData: ...
 def encode_json(key: Any, value: Any, convert: _Convert) -> bytes: ...
-def open_writer(path: str | PathLike[str], fsync: bool) -> EnvelopeWriter: ...
+def open_writer(
+    path: str | PathLike[str], fsync: bool, scan_stale: bool = True, keep_replaced: bool = False
+) -> EnvelopeWriter: ...
 def placeholder(size: int) -> bytes: ...
 def base64_isa() -> str:
     """The instruction set of the base64 code on this machine: ``"avx2"``, ``"ssse3"``,
@@ -89,9 +91,9 @@ def _disarm_faults() -> tuple[list[str], str | None, int, int]:
 
 #: The version this module was built as (Cargo.toml's, as ``jobpersist.__version__``).
 __version__: str
-#: Containers allowed on one path of a plaintext value (``jobpersist._schema.MAX_DEPTH``).
+#: Containers allowed on one path of a plaintext value (``jobpersist._format.schema.MAX_DEPTH``).
 MAX_DEPTH: int
-#: How many bytes CPython's unpickler peeks (``jobpersist._pickle_frame.PEEK_SIZE``).
+#: How many bytes CPython's unpickler peeks (``jobpersist._codec.python.pickle_frame.PEEK_SIZE``).
 PICKLE_PEEK_SIZE: int
 #: The sizes both backends share, by name (``jobpersist._codec.python.codec.LIMITS``).
 LIMITS: dict[str, int]

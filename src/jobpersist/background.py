@@ -37,8 +37,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from typing import Any
 
-from jobpersist import _codec
-from jobpersist._codec.python.atomic_file import fsync_enabled
+from jobpersist import _codec, _durability
 from jobpersist._environment import results_path
 from jobpersist._format.conversion import coerce_keys, convert_subtree
 from jobpersist._format.data_format import (
@@ -146,7 +145,7 @@ class _PendingSave:
     # Checkpoints: the format to write. Results: None (``requested`` decides at the merge).
     data_format: Format | None
     requested: ResultFormat | None
-    fsync: bool
+    durability: _durability.Durability
     size: int
     future: SaveFuture
     supersedable: bool
@@ -372,7 +371,7 @@ def _snapshot(data: dict[str, Any], data_format: Format) -> tuple[list[tuple[str
 
 def _write_checkpoint(job: _PendingSave) -> None:
     assert job.data_format is not None
-    write_envelope(job.target, _encoded(job.entries), job.data_format, job.fsync)
+    write_envelope(job.target, _encoded(job.entries), job.data_format, job.durability)
 
 
 def _write_result(job: _PendingSave) -> None:
@@ -396,13 +395,15 @@ def _write_result(job: _PendingSave) -> None:
         )
 
     assert job.requested is not None
-    merge_results(path, job.requested, new_values, job.fsync)
+    merge_results(path, job.requested, new_values, job.durability)
 
 
 def save_job_checkpoint_async(
     checkpoint_data: dict[str, Any],
     checkpoint_file_suffix: str = "",
     data_format: PersistedJobDataFormat = PersistedJobDataFormat.PLAINTEXT,
+    *,
+    durability: str | None = None,
 ) -> SaveFuture:
     """``save_job_checkpoint`` off the critical path: snapshots now, writes in the background.
 
@@ -411,18 +412,27 @@ def save_job_checkpoint_async(
     caller may change ``checkpoint_data`` right after. The file written holds the same bytes
     as ``save_job_checkpoint`` would write.
 
+    Args:
+        checkpoint_data (dict[str, Any]): As for ``save_job_checkpoint``.
+        checkpoint_file_suffix (str): As for ``save_job_checkpoint``. Default: ""
+        data_format (PersistedJobDataFormat): As for ``save_job_checkpoint``.
+            Default: PersistedJobDataFormat.PLAINTEXT
+        durability (str | None): ``"full"``, ``"deferred"`` or ``"none"`` (see
+            docs/durability.md). Default: None, ``JOBPERSIST_DURABILITY``'s mode as it is now.
+
     Returns:
         SaveFuture: Resolves to the path written, or to ``SUPERSEDED`` if a newer save of the
         same checkpoint file replaced this one before it started; or to the write's error.
 
     Raises:
         ValueError: Empty ``checkpoint_data``, an invalid ``data_format``, a name that would
-            leave the directory, a circular reference.
+            leave the directory, a circular reference, an unknown durability mode.
         TypeError: A value the format cannot hold (now, not later).
         Exception: An earlier background save's error that nobody retrieved (this call then
             saves nothing).
     """
     _WRITER.raise_unobserved()
+    mode = _durability.resolve(durability)
     path, fmt, data = prepare_checkpoint(checkpoint_data, checkpoint_file_suffix, data_format)
     entries, size = _snapshot(data, fmt)
     job = _PendingSave(
@@ -431,7 +441,7 @@ def save_job_checkpoint_async(
         entries=entries,
         data_format=fmt,
         requested=None,
-        fsync=fsync_enabled(),
+        durability=mode,
         size=size,
         future=SaveFuture(),
         supersedable=True,
@@ -443,6 +453,8 @@ def save_job_checkpoint_async(
 def save_job_result_async(
     result_data: dict[str, Any] | Any,
     data_format: PersistedJobDataFormat | None = None,
+    *,
+    durability: str | None = None,
 ) -> SaveFuture:
     """``save_job_result`` off the critical path: snapshots now, merges and writes later.
 
@@ -456,17 +468,25 @@ def save_job_result_async(
     turns the file pickled in between, a plaintext snapshot cannot follow: the Future then
     fails with a TypeError (pass the format explicitly to avoid it).
 
+    Args:
+        result_data (dict[str, Any] | Any): As for ``save_job_result``.
+        data_format (PersistedJobDataFormat | None): As for ``save_job_result``.
+            Default: None
+        durability (str | None): ``"full"``, ``"deferred"`` or ``"none"`` (see
+            docs/durability.md). Default: None, ``JOBPERSIST_DURABILITY``'s mode as it is now.
+
     Returns:
         SaveFuture: Resolves to the path written, or to the write's error.
 
     Raises:
         TypeError: A value the format cannot hold.
         ValueError: An invalid ``data_format`` (over results that are not pickled), a key the
-            reference refuses, or a circular reference.
+            reference refuses, a circular reference, or an unknown durability mode.
         Exception: An earlier background save's error that nobody retrieved (this call then
             saves nothing).
     """
     _WRITER.raise_unobserved()
+    mode = _durability.resolve(durability)
     if not isinstance(result_data, dict):
         result_data = {"result": result_data}
     requested = result_format(data_format)
@@ -481,7 +501,7 @@ def save_job_result_async(
         entries=entries,
         data_format=None,
         requested=requested,
-        fsync=fsync_enabled(),
+        durability=mode,
         size=size,
         future=SaveFuture(),
         supersedable=False,
@@ -493,15 +513,19 @@ def save_job_result_async(
 
 
 def wait_for_saves(timeout: float | None = None) -> None:
-    """Waits until every background save made before this call is written.
+    """Waits until every background save made before this call is written, and every save
+    of this process in the ``deferred`` durability mode (background or not) is on the disk.
 
     Raises:
-        TimeoutError: If ``timeout`` seconds pass first.
+        TimeoutError: If ``timeout`` seconds pass first (the deferred fsyncs are then not
+            waited for).
         Exception: The error of a background save that failed and that nobody retrieved from
             its Future (raised once).
+        OSError: A deferred fsync that failed (see ``_durability.flush``).
     """
     _WRITER.wait(timeout)
     _WRITER.raise_unobserved()
+    _durability.flush()
 
 
 def _drain_at_exit() -> None:

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from jobpersist._codec.python.atomic_file import fsync_enabled
+from jobpersist._durability import resolve as durability_mode
 from jobpersist._environment import checkpoint_path, get_job_name, results_path
 from jobpersist._format.conversion import coerce_keys
 from jobpersist._format.data_format import (
@@ -38,8 +38,9 @@ def save_job_checkpoint(
     `AMZN_BRAKET_JOB_NAME`. The `checkpoint_data` values are serialized to the specified
     `data_format`.
 
-    The file is replaced atomically and durably: a save that fails or is killed leaves the
-    previous checkpoint intact.
+    The file is replaced atomically: a save that fails or is killed leaves the previous
+    checkpoint intact. How soon it is on the disk depends on `JOBPERSIST_DURABILITY`
+    (`full`, `deferred`, the default, or `none`; see docs/durability.md).
 
     Args:
         checkpoint_data (dict[str, Any]): Dict that specifies the checkpoint data to be persisted.
@@ -62,7 +63,7 @@ def save_job_checkpoint(
         OSError: If the file cannot be written.
     """
     path, fmt, data = prepare_checkpoint(checkpoint_data, checkpoint_file_suffix, data_format)
-    write_envelope(path, data.items(), fmt, fsync_enabled())
+    write_envelope(path, data.items(), fmt, durability_mode())
 
 
 def prepare_checkpoint(
@@ -198,4 +199,4 @@ def save_job_result(
         warn_if_not_pickled(data_format, fmt, stacklevel=4)
         return result_data
 
-    merge_results(results_path(), requested, new_values, fsync_enabled())
+    merge_results(results_path(), requested, new_values, durability_mode())

@@ -32,7 +32,7 @@
 //! The writer holds the lock on its temp for as long as it writes, so a temp
 //! whose lock can be taken belongs to a writer that is gone, whatever pid its
 //! name carries (pids repeat across container restarts): the next save of the
-//! same target removes it.
+//! same target that looks for them (`Options::scan_stale`) removes it.
 
 use std::ffi::{CStr, CString, OsStr};
 use std::fs;
@@ -69,6 +69,28 @@ pub struct Options {
     /// Write into an unnamed `O_TMPFILE` file where the filesystem allows it;
     /// `false` forces the named temp file (tests of the fallback).
     pub unnamed_temp: bool,
+    /// Look for the temps that dead writers left beside the target (a
+    /// directory listing) before creating this one. A caller saving the same
+    /// directory over and over asks for it once, and again after a failure.
+    pub scan_stale: bool,
+    /// Keep the replaced file open across the rename, and hand it to the
+    /// caller ([`AtomicFile::commit_keeping`]): the rename then only unlinks
+    /// it, and the caller frees it (closes it) off its own path. Freeing a
+    /// file is most of a small save's rename (0.12 ms of 0.13 ms here).
+    pub keep_replaced: bool,
+}
+
+impl Options {
+    /// fsync as asked; unnamed temp and the stale-temp scan on; the replaced
+    /// file freed by the commit.
+    pub fn new(fsync: bool) -> Options {
+        Options {
+            fsync,
+            unnamed_temp: true,
+            scan_stale: true,
+            keep_replaced: false,
+        }
+    }
 }
 
 /// A temporary file that atomically replaces `target` on [`commit`].
@@ -97,6 +119,8 @@ pub struct AtomicFile {
     fsync: bool,
     /// The size of the file being replaced, if there is one.
     replaced_len: Option<u64>,
+    /// Whether the commit hands the replaced file back (`Options::keep_replaced`).
+    keep_replaced: bool,
     /// Bytes written so far.
     len: u64,
     /// Bytes of blocks reserved ahead of the writes.
@@ -391,48 +415,71 @@ fn remove_stale_temps(dir_fd: &OwnedFd, dir: &Path, name: &OsStr) {
     }
 }
 
+/// Opens the directory of `path` and stats its last component (not
+/// following a symlink there when `nofollow`): the directory, and the stat
+/// (`None` when nothing has that name yet). Errors name `shown`.
+fn open_target_dir(
+    shown: &Path,
+    path: &Path,
+    nofollow: bool,
+) -> Result<(PathBuf, OwnedFd, Option<libc::stat>)> {
+    let err = |op: &'static str| move |e: io::Error| Error::io(op, shown, e);
+    let (dir, name) = split_target(path)?;
+    let dir_c = c_string(dir.as_os_str().as_bytes()).map_err(err("open"))?;
+    let name_c = c_string(name.as_bytes()).map_err(err("open"))?;
+    let dir_fd = sys_openat(
+        Op::OpenDir,
+        libc::AT_FDCWD,
+        &dir_c,
+        libc::O_RDONLY | libc::O_DIRECTORY,
+        0,
+    )
+    .map_err(err("open"))?;
+    fault::check(Op::Stat).map_err(err("stat"))?;
+    let flags = if nofollow {
+        libc::AT_SYMLINK_NOFOLLOW
+    } else {
+        0
+    };
+    let stat = match sys_fstatat(dir_fd.as_raw_fd(), &name_c, flags) {
+        Ok(st) => Some(st),
+        Err(e) if e.kind() == ErrorKind::NotFound => None,
+        Err(e) => return Err(err("stat")(e)),
+    };
+    Ok((path.to_path_buf(), dir_fd, stat))
+}
+
 impl AtomicFile {
     /// Creates a fresh temporary file next to `target`; see
     /// [`create_with`](AtomicFile::create_with). Unnamed where possible.
     pub fn create(target: &Path, fsync: bool) -> Result<AtomicFile> {
-        Self::create_with(
-            target,
-            Options {
-                fsync,
-                unnamed_temp: true,
-            },
-        )
+        Self::create_with(target, Options::new(fsync))
     }
 
     /// Creates a fresh temporary file next to `target`, first removing the
-    /// temps that dead writers of the same target left.
+    /// temps that dead writers of the same target left (with
+    /// `Options::scan_stale`).
     ///
     /// The temp is created with mode `0o666` (subject to the umask, like a
     /// plain `open()`), then given the existing target's permission bits so
     /// a replaced file keeps its mode. Every error names `target` as given.
     pub fn create_with(target: &Path, options: Options) -> Result<AtomicFile> {
         let shown = target;
-        let resolved = resolve_symlinks(target)?;
-        let (dir, name) = split_target(&resolved)?;
         let err = |op: &'static str| move |e: io::Error| Error::io(op, shown, e);
-        let dir_c = c_string(dir.as_os_str().as_bytes()).map_err(err("open"))?;
+        // The target's own stat tells both whether it is a symlink and, if not,
+        // the mode and size of the file replaced: one call, where resolving
+        // the links first would take another on every save.
+        let (mut resolved, mut dir_fd, mut stat) = open_target_dir(shown, target, true)?;
+        if matches!(stat, Some(st) if st.st_mode & libc::S_IFMT == libc::S_IFLNK) {
+            resolved = resolve_symlinks(target)?;
+            (_, dir_fd, stat) = open_target_dir(shown, &resolved, false)?;
+        }
+        let (dir, name) = split_target(&resolved)?;
         let name_c = c_string(name.as_bytes()).map_err(err("open"))?;
-        let dir_fd = sys_openat(
-            Op::OpenDir,
-            libc::AT_FDCWD,
-            &dir_c,
-            libc::O_RDONLY | libc::O_DIRECTORY,
-            0,
-        )
-        .map_err(err("open"))?;
-        remove_stale_temps(&dir_fd, &dir, name);
-
-        fault::check(Op::Stat).map_err(err("stat"))?;
-        let existing = match sys_fstatat(dir_fd.as_raw_fd(), &name_c, 0) {
-            Ok(st) => Some((st.st_mode & 0o7777, st.st_size as u64)),
-            Err(e) if e.kind() == ErrorKind::NotFound => None,
-            Err(e) => return Err(err("stat")(e)),
-        };
+        if options.scan_stale {
+            remove_stale_temps(&dir_fd, &dir, name);
+        }
+        let existing = stat.map(|st| (st.st_mode & 0o7777, st.st_size as u64));
 
         let mut base = temp_prefix(name);
         base.extend_from_slice(std::process::id().to_string().as_bytes());
@@ -461,6 +508,7 @@ impl AtomicFile {
                 unnamed: true,
                 fsync: options.fsync,
                 replaced_len: existing.map(|(_, len)| len),
+                keep_replaced: options.keep_replaced,
                 len: 0,
                 reserved: 0,
                 reserving: true,
@@ -497,6 +545,7 @@ impl AtomicFile {
                     unnamed: false,
                     fsync: options.fsync,
                     replaced_len: existing.map(|(_, len)| len),
+                    keep_replaced: options.keep_replaced,
                     len: 0,
                     reserved: 0,
                     reserving: true,
@@ -678,10 +727,20 @@ impl AtomicFile {
     /// If anything fails before the rename took effect, the temp is removed
     /// and the target is untouched; a failure after it (the directory's
     /// fsync) leaves the new content in place, not known to be durable.
-    pub fn commit(mut self) -> Result<()> {
+    pub fn commit(self) -> Result<()> {
+        // A replaced file kept open is freed here, when it is dropped.
+        self.commit_keeping().map(drop)
+    }
+
+    /// [`commit`](AtomicFile::commit), which, with `Options::keep_replaced`,
+    /// returns the replaced file, opened (`O_PATH`) just before the rename:
+    /// while it is open, the rename does not free it. Closing it frees it.
+    /// `None` when nothing was replaced (or it could not be opened: the
+    /// rename then frees it, as without the option).
+    pub fn commit_keeping(mut self) -> Result<Option<OwnedFd>> {
         // Taking the file out means Drop only removes the temp's name.
         let Some(file) = self.file.take() else {
-            return Ok(());
+            return Ok(None);
         };
         self.trim(&file);
         if self.fsync {
@@ -695,8 +754,9 @@ impl AtomicFile {
         // MiB. A second link taken first moves that work to a thread. The link
         // is named like our temps and nobody holds its lock, so if we die
         // before removing it, the next save removes it.
+        let kept = self.open_replaced();
         let old_alias = match self.replaced_len {
-            Some(len) if len >= DEFER_FREE_AT => {
+            Some(len) if len >= DEFER_FREE_AT && kept.is_none() => {
                 let mut alias = self.temp.as_bytes().to_vec();
                 alias.extend_from_slice(format!(".{:08x}", random_u64(7) as u32).as_bytes());
                 c_string(&alias).ok().filter(|alias| {
@@ -735,7 +795,24 @@ impl AtomicFile {
         if self.fsync {
             sys_fsync(Op::FsyncDir, &self.dir_fd).map_err(|e| self.error("fsync", e))?;
         }
-        Ok(())
+        Ok(kept)
+    }
+
+    /// The file about to be replaced, opened `O_PATH` (which opens nothing
+    /// but the name: no device, FIFO or permission check), if the caller
+    /// keeps it. Best effort: without it, the rename frees it.
+    fn open_replaced(&self) -> Option<OwnedFd> {
+        if !self.keep_replaced || self.replaced_len.is_none() {
+            return None;
+        }
+        sys_openat(
+            Op::Keep,
+            self.dir_fd.as_raw_fd(),
+            &self.name,
+            libc::O_PATH | libc::O_NOFOLLOW,
+            0,
+        )
+        .ok()
     }
 
     /// Names the unnamed file: `linkat` of its `/proc/self/fd` entry.
@@ -881,6 +958,8 @@ mod tests {
         Options {
             fsync,
             unnamed_temp,
+            scan_stale: true,
+            keep_replaced: false,
         }
     }
 
@@ -1000,6 +1079,31 @@ mod tests {
             assert_eq!(fs::metadata(&target).unwrap().mode() & 0o7777, 0o600);
             assert_eq!(names(&d.0), ["t"]);
         }
+    }
+
+    #[test]
+    fn a_kept_replaced_file_is_handed_back_unlinked_and_alive() {
+        let d = TempDir::new("keep");
+        let target = d.0.join("t");
+        let keep = Options {
+            keep_replaced: true,
+            ..options(false, true)
+        };
+        fs::write(&target, b"old").unwrap();
+        let mut f = AtomicFile::create_with(&target, keep).unwrap();
+        f.write_all(b"new!").unwrap();
+        let kept = f.commit_keeping().unwrap().expect("the replaced file");
+        assert_eq!(fs::read(&target).unwrap(), b"new!");
+        // The rename unlinked it; it lives on while open (closing it frees it).
+        let st = sys_fstat(kept.as_raw_fd()).unwrap();
+        assert_eq!((st.st_nlink, st.st_size), (0, 3));
+        assert_eq!(names(&d.0), ["t"]);
+        // Nothing replaced, nothing kept; without the option, nothing kept either.
+        fs::remove_file(&target).unwrap();
+        let f = AtomicFile::create_with(&target, keep).unwrap();
+        assert!(f.commit_keeping().unwrap().is_none());
+        let f = AtomicFile::create_with(&target, options(false, true)).unwrap();
+        assert!(f.commit_keeping().unwrap().is_none());
     }
 
     #[test]

@@ -3,6 +3,8 @@
 
 use std::path::Path;
 
+use std::os::fd::OwnedFd;
+
 use crate::atomic_file::{AtomicFile, Options};
 use crate::base64_lines::{LineEncoder, LINE_INPUT_BYTES};
 use crate::error::{Error, Result};
@@ -58,13 +60,7 @@ enum Sink {
 impl EnvelopeWriter {
     /// Starts writing a replacement for `target`; see [`AtomicFile::create`].
     pub fn create(target: &Path, fsync: bool) -> Result<Self> {
-        Self::create_with(
-            target,
-            Options {
-                fsync,
-                unnamed_temp: true,
-            },
-        )
+        Self::create_with(target, Options::new(fsync))
     }
 
     /// Starts writing a replacement for `target`; see [`AtomicFile::create_with`].
@@ -238,11 +234,17 @@ impl EnvelopeWriter {
     }
 
     /// Writes out the buffer and atomically replaces the target.
-    pub fn commit(mut self) -> Result<()> {
+    pub fn commit(self) -> Result<()> {
+        self.commit_keeping().map(drop)
+    }
+
+    /// [`commit`](EnvelopeWriter::commit), handing back the replaced file
+    /// (see [`AtomicFile::commit_keeping`]).
+    pub fn commit_keeping(mut self) -> Result<Option<OwnedFd>> {
         self.flush()?;
         match std::mem::replace(&mut self.sink, Sink::Moving) {
-            Sink::File(file) => file.commit(),
-            Sink::Pipe(pipe) => pipe.finish()?.commit(),
+            Sink::File(file) => file.commit_keeping(),
+            Sink::Pipe(pipe) => pipe.finish()?.commit_keeping(),
             Sink::Failed(e) => Err(e),
             Sink::Moving => Err(Error::moving()),
         }

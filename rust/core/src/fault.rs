@@ -44,6 +44,8 @@ pub enum Op {
     FsyncFile,
     /// Naming the unnamed temp file (`linkat`).
     Link,
+    /// Opening the replaced file to keep it across the rename (best effort).
+    Keep,
     /// Replacing the target (`renameat`).
     Rename,
     /// Flushing the directory, so the rename is durable.
@@ -54,7 +56,7 @@ pub enum Op {
 
 impl Op {
     /// Every operation, for test matrices.
-    pub const ALL: [Op; 17] = [
+    pub const ALL: [Op; 18] = [
         Op::Scan,
         Op::ScanOpen,
         Op::ScanLock,
@@ -69,6 +71,7 @@ impl Op {
         Op::Trim,
         Op::FsyncFile,
         Op::Link,
+        Op::Keep,
         Op::Rename,
         Op::FsyncDir,
         Op::Close,
@@ -91,6 +94,7 @@ impl Op {
             Op::Trim => "trim",
             Op::FsyncFile => "fsync_file",
             Op::Link => "link",
+            Op::Keep => "keep",
             Op::Rename => "rename",
             Op::FsyncDir => "fsync_dir",
             Op::Close => "close",
@@ -107,9 +111,10 @@ impl Op {
     }
 
     /// Whether a failure of this operation leaves the save going on: the
-    /// stale temp cleanup and the block reservation are optimisations.
+    /// stale temp cleanup, the block reservation and keeping the replaced
+    /// file are optimisations.
     pub fn is_best_effort(self) -> bool {
-        self.is_scan() || matches!(self, Op::Reserve | Op::Trim)
+        self.is_scan() || matches!(self, Op::Reserve | Op::Trim | Op::Keep)
     }
 }
 

@@ -51,8 +51,11 @@ class EnvelopeWriter(Protocol):
     def end_b64(self) -> None:
         """Closes the base64 string, with its final line break as ``encodebytes`` writes it."""
 
-    def commit(self) -> None:
-        """Replaces the target with what was written: fsync, rename, fsync the directory."""
+    def commit(self) -> int | None:
+        """Replaces the target with what was written: fsync, rename, fsync the directory
+        (without the fsyncs when the writer was opened without). Returns the replaced file's
+        descriptor when the writer was opened with ``keep_replaced`` (closing it frees the
+        file), else None."""
 
     def abort(self) -> None:
         """Removes the temp file, leaving the target as it was."""
@@ -114,8 +117,14 @@ class Codec(Protocol):
         """The JSON text the reference writes for ``value`` (under top-level ``key``),
         converting what JSON cannot hold with ``convert``."""
 
-    def open_writer(self, path: str, fsync: bool) -> EnvelopeWriter:
-        """Starts an atomic write of ``path``."""
+    def open_writer(
+        self, path: str, fsync: bool, scan_stale: bool = True, keep_replaced: bool = False
+    ) -> EnvelopeWriter:
+        """Starts an atomic write of ``path``: with ``fsync``, ``commit`` flushes the file
+        before the rename and the directory after it; with ``scan_stale``, the temps that
+        dead writers left beside ``path`` are removed first; with ``keep_replaced``,
+        ``commit`` keeps the replaced file open and returns it, for the caller to free (close)
+        off its path: freeing a file is most of a small save's rename."""
 
     def placeholder(self, size: int) -> bytes:
         """A new ``bytes`` of ``size`` whose contents are left uninitialised (none of its

@@ -12,11 +12,12 @@ from typing import Any
 
 import orjson
 
-from jobpersist import _codec
+from jobpersist import _codec, _durability
+from jobpersist._codec.python.atomic_file import rescan, stale_scan_due
 from jobpersist._format.conversion import convert_subtree
 from jobpersist._format.data_format import Format, PersistedJobDataFormat
 from jobpersist._format.schema import HEAD, SCHEMA_NAME, SCHEMA_VERSION, tail
-from jobpersist._pickle.dump import PickleStream
+from jobpersist._pickle.dump import close_stream, open_stream
 
 
 class RawPickled:
@@ -60,9 +61,10 @@ def write_envelope(
     path: str,
     entries: Iterable[tuple[str, Any]],
     data_format: Format,
-    fsync: bool,
+    durability: _durability.Durability,
 ) -> None:
-    """Atomically writes the envelope holding ``entries`` (already-coerced keys) to ``path``.
+    """Atomically writes the envelope holding ``entries`` (already-coerced keys) to ``path``,
+    as durably as ``durability`` says (see ``_durability``).
 
     Values are pickled when ``data_format.pickled``, converted as the reference converts
     them otherwise, and the file is labelled ``data_format.label``; ``RawPickled``,
@@ -74,13 +76,30 @@ def write_envelope(
         ValueError: On a circular reference or too deep nesting.
         OSError: If the file cannot be written; the previous file is then intact.
     """
-    writer = _codec.CODEC.open_writer(path, fsync)
+    directory = os.path.dirname(path)
+    full = durability == _durability.FULL
+    try:
+        replaced = _write(path, entries, data_format, full, directory)
+    except BaseException:
+        # A failed save may leave a temp behind (if even its removal failed).
+        rescan(directory)
+        raise
+    if not full:
+        # The syncing thread frees the replaced file, and fsyncs the new one if deferred.
+        _durability.schedule(path if durability == _durability.DEFERRED else None, replaced)
+
+
+def _write(
+    path: str, entries: Iterable[tuple[str, Any]], data_format: Format, fsync: bool, directory: str
+) -> int | None:
+    """Writes the envelope; the replaced file's descriptor, kept when not ``fsync``."""
+    writer = _codec.CODEC.open_writer(path, fsync, stale_scan_due(directory), not fsync)
     try:
         writer.write_raw(HEAD)
         # One pickler for all values (memo cleared in between) writes what pickle.dumps
         # writes, without the cost of a new pickler per value; large arrays anywhere in a
         # value are written from their memory (see jobpersist._pickle.dump).
-        stream = PickleStream(writer) if data_format.pickled else None
+        stream = open_stream(writer) if data_format.pickled else None
         # (Method calls spelled out: CPython 3.11 calls obj.method() faster than a method
         # bound beforehand.)
         separator = False
@@ -111,7 +130,9 @@ def write_envelope(
     except BaseException:
         writer.abort()
         raise
-    writer.commit()
+    if stream is not None:
+        close_stream(stream)
+    return writer.commit()
 
 
 # orjson turns integer literals beyond 64 bits into floats; json.loads keeps them exact. Any

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from jobpersist import _codec
+from jobpersist._durability import Durability
 from jobpersist._format.conversion import coerce_keys
 from jobpersist._format.data_format import Format, PersistedJobDataFormat, ResultFormat
 from jobpersist._format.envelope import RawPickled, parse_envelope, write_envelope
@@ -18,7 +19,7 @@ def merge_results(
     path: str,
     requested: ResultFormat,
     new_values: Callable[[Format], dict[Any, Any]],
-    fsync: bool,
+    durability: Durability,
 ) -> Format:
     """Merges new values over the saved results at ``path`` (new keys win), under a lock.
 
@@ -42,7 +43,7 @@ def merge_results(
         existing_format, existing = read_existing_results(path, exact=pickles)
         data_format = requested.resolve(existing_format is PersistedJobDataFormat.PICKLED_V4)
         merged = coerce_keys(existing | new_values(data_format))
-        write_envelope(path, merged.items(), data_format, fsync)
+        write_envelope(path, merged.items(), data_format, durability)
         return data_format
 
 

@@ -29,6 +29,7 @@ Arrays of objects, which numpy pickles as lists, are left to numpy.
 
 from __future__ import annotations
 
+import _thread
 import copyreg
 import functools
 import pickle
@@ -96,17 +97,38 @@ class PickleStream:
         self._pending: dict[int, tuple[bytes, Any]] = {}
         self.pickler = pickle.Pickler(_File(self._target), protocol=4)
         np = sys.modules.get("numpy")
+        # What the table below was made from (see ``fits``).
+        self._np: Any = np
+        self._copyreg = dict(copyreg.dispatch_table)
+        self._types = _array_types(np.ndarray) if np is not None else {}
+        self._min_bytes = _MIN_BYTES if min_bytes is None else min_bytes
         if np is None:
             return  # no array can exist: no hook
-        self._np = np
-        self._min_bytes = _MIN_BYTES if min_bytes is None else min_bytes
         self._reconstruct = np.ndarray.__reduce__(np.empty(0))[0]
         # A pickler's own dispatch table replaces copyreg's: it starts as a copy of it.
-        table = dict(copyreg.dispatch_table)
-        for cls, extra in _array_types(np.ndarray).items():
+        table = dict(self._copyreg)
+        for cls, extra in self._types.items():
             # A type registered with copyreg stays pickled as registered.
             table.setdefault(cls, self._make_reducer(cls, extra))
         self.pickler.dispatch_table = table
+
+    def fits(self) -> bool:
+        """Whether the dispatch table still is the one a new stream would make: numpy, its
+        array subclasses, copyreg's table and the streaming threshold unchanged since this
+        stream was made."""
+        np = sys.modules.get("numpy")
+        return (
+            self._min_bytes == _MIN_BYTES
+            and np is self._np
+            and self._copyreg == copyreg.dispatch_table
+            and (np is None or self._types == _array_types(np.ndarray))
+        )
+
+    def rebind(self, writer: EnvelopeWriter) -> None:
+        """Points the stream, finished without an error, at another writer."""
+        self.swapped = 0
+        self._write = writer.write
+        _point(self._target, writer.write)
 
     def dump(self, value: Any) -> None:
         """Writes ``pickle.dumps(value, protocol=4)``.
@@ -349,6 +371,32 @@ def _placeholder(size: int) -> bytes:
     if size < _FRAME_BYTES:
         return bytes(size)
     return _codec.CODEC.placeholder(size)
+
+
+# The PickleStream each thread's last save finished with, for its next save: making one
+# (its pickler and dispatch table) costs 30 us, most of a small pickled save's own work. A
+# _thread._local, not threading's: importing jobpersist stays light.
+_SPARE = _thread._local()
+
+
+def open_stream(writer: EnvelopeWriter) -> PickleStream:
+    """A ``PickleStream`` writing into ``writer``: the thread's spare one if it still fits
+    (see ``PickleStream.fits``), else a new one. Give it back with ``close_stream`` once a
+    file is written without an error."""
+    spare: PickleStream | None = getattr(_SPARE, "stream", None)
+    if spare is not None:
+        _SPARE.stream = None  # taken: a save made while pickling makes its own
+        if spare.fits():
+            spare.rebind(writer)
+            return spare
+    return PickleStream(writer)
+
+
+def close_stream(stream: PickleStream) -> None:
+    """Keeps ``stream``, whose file was written without an error, for the thread's next
+    save. (After an error, a stream may be half-way through a value: it is dropped.)"""
+    if not stream.redirected and not stream._pending:
+        _SPARE.stream = stream
 
 
 def _point(target: functools.partial[Any], write: Callable[[Any], Any]) -> None:

@@ -11,10 +11,13 @@ import argparse
 import contextlib
 import dataclasses
 import importlib
+import importlib.util
 import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -234,9 +237,11 @@ def format_table(timings: Sequence[Timing], fmt: str, rounds: int) -> str:
     names = list(dict.fromkeys(t.impl for t in timings))
     base = "reference" if "reference" in names else ("python" if "python" in names else None)
     by_key = {(t.impl, t.size): t for t in timings}
-    fsync = "off" if os.environ.get("JOBPERSIST_FSYNC", "1").strip() == "0" else "on"
+    from jobpersist._durability import resolve
+
     lines = [
-        f"format {fmt}, median of {rounds} round(s), jobpersist fsync {fsync}; {machine_summary()}",
+        f"format {fmt}, median of {rounds} round(s), jobpersist durability {resolve()}; "
+        f"{machine_summary()}",
         f"{'size':>8}  {'implementation':<14} {'save ms':>9} {'save MB/s':>10} "
         f"{'load ms':>9} {'load MB/s':>10}"
         + (f"  {'save vs ' + base:>16} {'load vs ' + base:>16}" if base else ""),
@@ -254,15 +259,201 @@ def format_table(timings: Sequence[Timing], fmt: str, rounds: int) -> str:
     return "\n".join(lines)
 
 
+# ---------------------------------------------------------------- the small cases
+#: What users save most: a variational loop's state, every iteration, and a metric merged into
+#: the results. (case, label).
+SMALL_CASES = (
+    ("checkpoint", "checkpoint, plaintext"),
+    ("pickled", "checkpoint, pickled (24-float array)"),
+    ("merge", "result merge (one key into 50)"),
+    ("load", "load, plaintext"),
+)
+#: The rows of each small case: (implementation, durability mode); jobpersist's default first.
+SMALL_ROWS = (
+    ("reference", "-"),
+    ("native", "deferred"),
+    ("python", "deferred"),
+    ("native", "full"),
+    ("python", "full"),
+    ("native", "none"),
+    ("python", "none"),
+)
+SMALL_CALLS = 300
+
+
+def _small_state(i: int, pickled: bool) -> dict[str, Any]:
+    params = [0.1 * k + i for k in range(24)]
+    if pickled:
+        import numpy as np
+
+        return {"iteration": i, "params": np.array(params), "cost": 1.0 / (i + 1)}
+    return {"iteration": i, "params": params, "cost": 1.0 / (i + 1)}
+
+
+def small_worker(impl: str, case: str, calls: int) -> dict[str, float]:
+    """Times ``calls`` calls of one small case in this (fresh) process: the median call and,
+    for jobpersist, the ``wait_for_saves()`` after them (the deferred fsyncs), in seconds.
+    The job's directories and the mode come from the environment."""
+    if impl == "reference":
+        module: Any = importlib.import_module("braket.jobs.data_persistence")
+        formats: Any = importlib.import_module("braket.jobs_data").PersistedJobDataFormat
+    else:
+        module = importlib.import_module("jobpersist")
+        formats = PersistedJobDataFormat
+        wait_for_saves = importlib.import_module("jobpersist.background").wait_for_saves
+    times: list[float] = []
+    if case == "merge":
+        module.save_job_result({f"metric{k}": k / 7 for k in range(49)})
+    elif case == "load":
+        module.save_job_checkpoint(_small_state(0, False))
+    for i in range(calls):
+        if case == "load":
+            start = time.perf_counter()
+            module.load_job_checkpoint()
+        elif case == "merge":
+            start = time.perf_counter()
+            module.save_job_result({"cost": 1.0 / (i + 1)})
+        elif case == "pickled":
+            data = _small_state(i, True)
+            start = time.perf_counter()
+            module.save_job_checkpoint(data, "", formats.PICKLED_V4)
+        else:
+            data = _small_state(i, False)
+            start = time.perf_counter()
+            module.save_job_checkpoint(data)
+        times.append(time.perf_counter() - start)
+    start = time.perf_counter()
+    if impl != "reference":
+        wait_for_saves()
+    return {"median": statistics.median(times), "flush": time.perf_counter() - start}
+
+
+def _run_small_worker(impl: str, mode: str, case: str, calls: int, directory: str) -> Any:
+    env = dict(os.environ)
+    for key in ("JOBPERSIST_FSYNC", "JOBPERSIST_DURABILITY", "JOBPERSIST_BACKEND"):
+        env.pop(key, None)
+    if impl != "reference":
+        env["JOBPERSIST_BACKEND"] = impl
+        env["JOBPERSIST_DURABILITY"] = mode
+    env["AMZN_BRAKET_CHECKPOINT_DIR"] = directory
+    env["AMZN_BRAKET_JOB_RESULTS_DIR"] = directory
+    env["AMZN_BRAKET_JOB_NAME"] = "jobpersist-bench"
+    code = (
+        "import json, sys; from jobpersist.cli.bench import small_worker; "
+        "print(json.dumps(small_worker(sys.argv[1], sys.argv[2], int(sys.argv[3]))))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, impl, case, str(calls)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise CliError(f"bench worker {impl} {mode} {case} failed:\n{proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@dataclasses.dataclass
+class SmallTiming:
+    case: str
+    impl: str
+    mode: str
+    median: float  # seconds: the median over rounds of each process's median call
+    flush: float  # seconds: wait_for_saves() after the calls (median over rounds)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def run_small(
+    rows: Sequence[tuple[str, str]],
+    rounds: int,
+    parent: str | None,
+    err: TextIO,
+    calls: int = SMALL_CALLS,
+    progress: bool = True,
+) -> list[SmallTiming]:
+    """Times the small cases: each (case, implementation, mode) in a fresh process of
+    ``calls`` calls per round, the rounds running every row in turn (interleaved)."""
+    results: dict[tuple[str, str, str], list[dict[str, float]]] = {}
+    bar = _Progress(rounds * len(SMALL_CASES) * len(rows), err, progress)
+    try:
+        for round_ in range(rounds):
+            for case, _ in SMALL_CASES:
+                for impl, mode in rows:
+                    with tempfile.TemporaryDirectory(
+                        prefix="jobpersist-bench-", dir=parent
+                    ) as directory:
+                        result = _run_small_worker(impl, mode, case, calls, directory)
+                    results.setdefault((case, impl, mode), []).append(result)
+                    bar.step(f"{case} {impl} {mode} round {round_ + 1}/{rounds}")
+    finally:
+        bar.close()
+    return [
+        SmallTiming(
+            case,
+            impl,
+            mode,
+            statistics.median(r["median"] for r in runs),
+            statistics.median(r["flush"] for r in runs),
+        )
+        for (case, impl, mode), runs in results.items()
+    ]
+
+
+def format_small_table(timings: Sequence[SmallTiming], rounds: int, calls: int) -> str:
+    """The small cases' table: each row's mode, median call and ratio to the reference."""
+    reference = {t.case: t.median for t in timings if t.impl == "reference"}
+    lines = [
+        f"small cases: each row a fresh process of {calls} calls, median call; median of "
+        f"{rounds} round(s), rows interleaved; {machine_summary()}",
+        "mode: jobpersist's durability (deferred is the default); the reference never fsyncs",
+        f"{'case':<38} {'implementation':<10} {'mode':<9} {'median us':>10} "
+        f"{'vs reference':>12} {'wait_for_saves ms':>18}",
+    ]
+    labels = dict(SMALL_CASES)
+    for t in sorted(timings, key=lambda t: [c for c, _ in SMALL_CASES].index(t.case)):
+        ref = reference.get(t.case)
+        ratio = f"{t.median / ref:11.2f}x" if ref else f"{'':>12}"
+        flush = f"{t.flush * 1e3:18.2f}" if t.impl != "reference" else f"{'':>18}"
+        lines.append(
+            f"{labels[t.case]:<38} {t.impl:<10} {t.mode:<9} {t.median * 1e6:10.0f} {ratio} {flush}"
+        )
+    return "\n".join(lines)
+
+
+def run_small_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """``jobpersist bench --small``."""
+    wanted = args.impl or IMPLEMENTATIONS
+    rows = [(impl, mode) for impl, mode in SMALL_ROWS if impl in wanted]
+    if "reference" in wanted and importlib.util.find_spec("braket") is None:
+        print("bench: amazon-braket-sdk is not installed; the reference is skipped", file=err)
+        rows = [(impl, mode) for impl, mode in rows if impl != "reference"]
+    if "native" in wanted and importlib.util.find_spec("jobpersist._native") is None:
+        print("bench: the native backend is not built; skipped", file=err)
+        rows = [(impl, mode) for impl, mode in rows if impl != "native"]
+    if not rows:
+        raise CliError("no implementation to benchmark")
+    timings = run_small(rows, args.rounds, args.dir, err, args.calls, not args.no_progress)
+    print(format_small_table(timings, args.rounds, args.calls), file=out)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump([t.as_dict() for t in timings], f, indent=2)
+    return 0
+
+
 def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Runs the benchmark, prints the table and writes the chart and JSON asked for."""
+    if args.dir is not None and not os.path.isdir(args.dir):
+        raise CliError(f"--dir {args.dir}: not a directory")
+    if args.small:
+        return run_small_command(args, out, err)
     sizes = args.size or [size_argument(s) for s in DEFAULT_SIZES]
     if args.plot:
         directory = os.path.dirname(os.path.abspath(args.plot))
         if not os.path.isdir(directory):
             raise CliError(f"--plot {args.plot}: directory {directory} does not exist")
-    if args.dir is not None and not os.path.isdir(args.dir):
-        raise CliError(f"--dir {args.dir}: not a directory")
     impls = _implementations(args.impl or IMPLEMENTATIONS, err)
     if not impls:
         raise CliError("no implementation to benchmark")
@@ -303,9 +494,12 @@ def register(sub: Any) -> None:
         "installed), in this process (the backends are switched in place), prints a table "
         "with ratios and, with --plot, writes a chart of throughput against payload size. "
         "Pickled payloads are float64 numpy arrays (bytes without numpy); plaintext ones "
-        "lists of floats. Files go to a temporary directory (see --dir); fsync follows "
-        "JOBPERSIST_FSYNC (on by default; the reference never fsyncs).",
-        epilog="examples:\n  jobpersist bench\n"
+        "lists of floats. Files go to a temporary directory (see --dir); the durability "
+        "mode follows JOBPERSIST_DURABILITY (deferred by default; the reference never "
+        "fsyncs). --small times instead what users save most, each row in a fresh process: "
+        "a tiny checkpoint (plaintext, and pickled with a numpy array), a one-key merge into "
+        "50 results and a tiny load, in every durability mode and the reference.",
+        epilog="examples:\n  jobpersist bench\n  jobpersist bench --small --rounds 3\n"
         "  jobpersist bench --size 4M --size 256M --rounds 5 --plot bench.png\n"
         "  jobpersist bench --format plaintext --size 1M --size 8M --impl native --impl python",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -325,6 +519,17 @@ def register(sub: Any) -> None:
         help="implementation to time, repeatable (default: all available)",
     )
     p.add_argument("--rounds", type=_positive_int, default=3, help="rounds per point (3)")
+    p.add_argument(
+        "--small",
+        action="store_true",
+        help="the small cases in every durability mode (see above), not the size sweep",
+    )
+    p.add_argument(
+        "--calls",
+        type=_positive_int,
+        default=SMALL_CALLS,
+        help=f"calls per process with --small ({SMALL_CALLS})",
+    )
     p.add_argument("--plot", metavar="FILE.png", help="write a throughput chart (matplotlib)")
     p.add_argument("--json", metavar="FILE", help="also write the timings as JSON")
     p.add_argument("--dir", metavar="DIR", help="where the files are written (a temp dir)")

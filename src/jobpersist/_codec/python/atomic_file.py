@@ -22,8 +22,8 @@ writes allocate as they go.
 
 A writer holds its temp's lock for as long as it writes, so a temp whose lock can be taken was
 left by a writer that is gone, whatever pid its name carries: the next save of the same target
-removes it. Both implementations name and lock their temps alike, so each removes the other's
-leftovers. Every error names the target the caller gave.
+that looks for them (``scan_stale``) removes it. Both implementations name and lock their temps
+alike, so each removes the other's leftovers. Every error names the target the caller gave.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import errno
 import fcntl
 import functools
 import os
-import secrets
+import random
 import stat
 from collections.abc import Callable
 
@@ -76,9 +76,33 @@ def _fallocate(fd: int, offset: int, count: int) -> None:
             raise OSError(err, os.strerror(err))
 
 
-def fsync_enabled() -> bool:
-    """False when ``JOBPERSIST_FSYNC=0``: the rename stays, only the fsyncs are skipped."""
-    return os.environ.get("JOBPERSIST_FSYNC", "1").strip() != "0"
+# Temp names' random part: a generator of our own (the random module's is the user's), which
+# asks the kernel for nothing per name. A forked child draws what its parent draws, but the
+# pid in the names keeps them apart. Names need to be distinct, not secret: whoever can write
+# the directory can remove the checkpoints anyway.
+_NAMES = random.Random()  # noqa: S311
+# The directories this process has looked for stale temps in (see stale_scan_due).
+_SCANNED: set[str] = set()
+
+
+def stale_scan_due(directory: str) -> bool:
+    """Whether a save into ``directory`` should first remove the temps dead writers left:
+    the first save of this process there, and the first after a failed one (``rescan``). A
+    directory listing on every save would cost more than the save of a small file."""
+    if directory in _SCANNED:
+        return False
+    _SCANNED.add(directory)
+    return True
+
+
+def rescan(directory: str) -> None:
+    """Has the next save into ``directory`` look for stale temps again."""
+    _SCANNED.discard(directory)
+
+
+@functools.cache
+def _proc_fd_available() -> bool:
+    return os.path.isdir(_PROC_FD)
 
 
 def unnamed_temp_enabled() -> bool:
@@ -149,42 +173,57 @@ class AtomicFile:
     ``unnamed`` tells whether the content goes into an unnamed ``O_TMPFILE`` file.
     """
 
-    def __init__(self, target: str, fsync: bool) -> None:
+    def __init__(
+        self, target: str, fsync: bool, scan_stale: bool = True, keep_replaced: bool = False
+    ) -> None:
         self.shown = target
-        target = _resolve_symlinks(target)
-        self.target = target
         self.fsync = fsync
-        self.directory = os.path.dirname(target) or "."
-        self.name = os.path.basename(target)
+        self.keep_replaced = keep_replaced
+        self.replacing = False  # whether a file had the target's name when we began
         self.fd = -1
+        self.dir_fd = -1
         self.linked = False  # whether self.temp names our file
         self.len = 0  # bytes written
         self.reserved = 0  # bytes of blocks reserved ahead of the writes
         self.reserving = True  # until fallocate first fails
         try:
-            self.dir_fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            # The target's own stat tells both whether it is a symlink and, if not, the
+            # mode of the file replaced: one call, where resolving links first takes two.
+            st = self._open_directory(target, follow_symlinks=False)
+            if st is not None and stat.S_ISLNK(st.st_mode):
+                close_quietly(self.dir_fd)
+                self.dir_fd = -1
+                st = self._open_directory(_resolve_symlinks(target), follow_symlinks=True)
+            if scan_stale:
+                remove_stale_temps(self.target, self.dir_fd)
+            self.replacing = st is not None
+            self._open(None if st is None else stat.S_IMODE(st.st_mode))
         except OSError as exc:
+            self.abort()
             raise _with_filename(exc, self.shown) from None
-        try:
-            self._open()
         except BaseException:
             self.abort()
             raise
 
-    def _new_temp_name(self) -> str:
-        return f"{temp_prefix(self.name)}{os.getpid()}.{secrets.token_hex(8)}"
-
-    def _open(self) -> None:
-        remove_stale_temps(self.target, self.dir_fd)
+    def _open_directory(self, target: str, follow_symlinks: bool) -> os.stat_result | None:
+        """Opens the directory of ``target``; the stat of ``target``'s name in it (None if
+        there is none)."""
+        self.target = target
+        self.directory = os.path.dirname(target) or "."
+        self.name = os.path.basename(target)
+        self.dir_fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            mode: int | None = stat.S_IMODE(os.stat(self.name, dir_fd=self.dir_fd).st_mode)
+            return os.stat(self.name, dir_fd=self.dir_fd, follow_symlinks=follow_symlinks)
         except FileNotFoundError:
-            mode = None
-        except OSError as exc:
-            raise _with_filename(exc, self.shown) from None
+            return None
+
+    def _new_temp_name(self) -> str:
+        return f"{temp_prefix(self.name)}{os.getpid()}.{_NAMES.getrandbits(64):016x}"
+
+    def _open(self, mode: int | None) -> None:
         self.temp = self._new_temp_name()
         self.unnamed = False
-        if _O_TMPFILE and unnamed_temp_enabled() and os.path.isdir(_PROC_FD):
+        if _O_TMPFILE and unnamed_temp_enabled() and _proc_fd_available():
             try:
                 # 0o666 lets the umask decide, as a plain open() would.
                 self.fd = os.open(
@@ -269,13 +308,20 @@ class AtomicFile:
                 pass
             self.reserved = self.len
 
-    def commit(self) -> None:
+    def commit(self) -> int | None:
         """Makes the written bytes the target's content, durably unless fsync is off.
 
         A failed fsync fails the save and is never retried (the kernel may have dropped the
         data). Before the rename, a failure removes the temp and leaves the target as it was;
         a failed directory fsync leaves the new content in place, not known to be durable.
+
+        Returns:
+            int | None: With ``keep_replaced``, the replaced file opened (``O_PATH``) just
+            before the rename, so that the rename does not free it; the caller closes it,
+            which frees it. None when nothing was replaced, without ``keep_replaced``, or
+            when it could not be opened (the rename then frees it).
         """
+        kept = None
         try:
             self._trim()
             if self.fsync:
@@ -289,6 +335,7 @@ class AtomicFile:
                     follow_symlinks=True,
                 )
                 self.linked = True
+            kept = self._open_replaced()
             os.rename(self.temp, self.name, src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd)
             self.linked = False
             # Only now is the lock released: until the rename, the temp's name stayed locked.
@@ -297,29 +344,48 @@ class AtomicFile:
             if self.fsync:
                 os.fsync(self.dir_fd)
         except OSError as exc:
+            if kept is not None:
+                close_quietly(kept)
             raise _with_filename(exc, self.shown) from None
+        except BaseException:
+            if kept is not None:
+                close_quietly(kept)
+            raise
         finally:
             self.abort()
+        return kept
+
+    def _open_replaced(self) -> int | None:
+        """The file about to be replaced, opened ``O_PATH`` (the name only: no device,
+        FIFO or permission check), if the caller keeps it. Best effort."""
+        if not (self.keep_replaced and self.replacing):
+            return None
+        flags = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            return os.open(self.name, flags, dir_fd=self.dir_fd)
+        except OSError:
+            return None
 
     def abort(self) -> None:
         """Drops the temp file; the target is untouched. Idempotent; never raises (it runs
         while another error propagates)."""
         if self.fd >= 0:
             fd, self.fd = self.fd, -1
-            _close_quietly(fd)
+            close_quietly(fd)
         dir_fd = getattr(self, "dir_fd", -1)
         if self.linked:
             self.linked = False
             try:
                 os.unlink(self.temp, dir_fd=dir_fd)
             except OSError:
-                pass  # unlocked now: the next save of the target removes it
+                pass  # unlocked now: the next scan removes it (a failed save asks for one)
         if dir_fd >= 0:
             self.dir_fd = -1
-            _close_quietly(dir_fd)
+            close_quietly(dir_fd)
 
 
-def _close_quietly(fd: int) -> None:
+def close_quietly(fd: int) -> None:
+    """Closes ``fd``, ignoring errors (a cleanup that must not raise)."""
     try:
         os.close(fd)
     except OSError:

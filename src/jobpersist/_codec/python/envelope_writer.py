@@ -23,8 +23,10 @@ RESERVE_SLACK = 1 << 20
 class PyEnvelopeWriter:
     """``EnvelopeWriter`` over ``_atomic.AtomicFile``."""
 
-    def __init__(self, path: str, fsync: bool) -> None:
-        self._file = AtomicFile(path, fsync)
+    def __init__(
+        self, path: str, fsync: bool, scan_stale: bool = True, keep_replaced: bool = False
+    ) -> None:
+        self._file = AtomicFile(path, fsync, scan_stale, keep_replaced)
         # Text not yet written. Appending to it is one C call, which matters when the
         # values are many and small (a few calls each).
         self._out = bytearray()
@@ -118,14 +120,14 @@ class PyEnvelopeWriter:
         self._open = False
         self._flush_if_full()
 
-    def commit(self) -> None:
+    def commit(self) -> int | None:
         try:
             self._file.write(self._out)
         except BaseException:
             self._file.abort()
             raise
         self._out = bytearray()
-        self._file.commit()
+        return self._file.commit()
 
     def abort(self) -> None:
         self._out = bytearray()
@@ -137,6 +139,8 @@ def encode_json(key: Any, value: Any, convert: Convert) -> bytes:
     return to_json_text(key, value, convert)
 
 
-def open_writer(path: str, fsync: bool) -> PyEnvelopeWriter:
-    """Starts an atomic write of ``path``."""
-    return PyEnvelopeWriter(path, fsync)
+def open_writer(
+    path: str, fsync: bool, scan_stale: bool = True, keep_replaced: bool = False
+) -> PyEnvelopeWriter:
+    """Starts an atomic write of ``path`` (see ``_codec.Codec.open_writer``)."""
+    return PyEnvelopeWriter(path, fsync, scan_stale, keep_replaced)
