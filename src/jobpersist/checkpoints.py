@@ -346,9 +346,10 @@ def _best_first(policy: _Policy, files: Iterable[Checkpoint]) -> list[Checkpoint
 
 def plan_deletions(policy: _Policy, files: list[Checkpoint], saved: str) -> list[Checkpoint]:
     """What retention deletes among ``files`` (one job's, listed), ``saved`` the name of the
-    file just written: the other files of its step (it replaces them), then every file beyond
-    the ``keep_last`` newest that is neither one of the ``keep_best`` best, nor a multiple of
-    ``keep_every``, nor the newest, nor ``saved`` itself.
+    last save of the step the pass runs for: once that file is listed, the other files of its
+    step (it replaced them); then every file beyond the ``keep_last`` newest that is neither
+    one of the ``keep_best`` best, nor a multiple of ``keep_every``, nor the newest, nor
+    ``saved`` itself.
     """
     just = next((c for c in files if c.name == saved), None)
     replaced = [c for c in files if just is not None and c.step == just.step and c is not just]
@@ -378,36 +379,45 @@ def _durability_module() -> Any:
         return None
 
 
-def _make_durable(path: str) -> None:
-    """Returns once ``path`` (a checkpoint just saved) survives a power cut: retention deletes
-    nothing before.
+def _make_durable(directory: str, kept: list[Checkpoint]) -> None:
+    """Returns once the checkpoints retention keeps survive a power cut: it deletes nothing
+    before.
 
     The deferred fsyncs of the process are flushed (``jobpersist._durability.flush()``, where
-    the durability modes exist); with fsync off, the file and its directory are fsynced here
-    (retention must not trade a lost newest file for the loss of every file).
+    the durability modes exist). With fsync off, the kept files and their directory are
+    fsynced here: retention must not trade a lost newest file for the loss of every file (a
+    file with nothing left to write costs one quick fsync).
     """
     durability = _durability_module()
     if durability is not None:
         durability.flush()
     if fsync_enabled():
         return
-    for target, flags in ((path, os.O_RDONLY), (os.path.dirname(path) or ".", os.O_DIRECTORY)):
-        fd = os.open(target, flags | os.O_CLOEXEC)
+    for checkpoint in kept:
+        try:
+            fd = os.open(checkpoint.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue  # deleted by a later pass meanwhile
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _retain(policy: _Policy, directory: str, job: str, prefix: str, saved: str) -> None:
-    """One retention pass after the file named ``saved`` was written: makes it durable, then
-    unlinks what the policy drops among the job's files (plain unlinks of complete, named
-    files; a save's temp files have other names)."""
+    """One retention pass after a save (``saved``: the name of the last save of its step):
+    makes what stays durable, then unlinks what the policy drops among the job's files
+    (plain unlinks of complete, named files; a save's temp files have other names)."""
     files = [c for c in list_checkpoints(directory, prefix) if c.job_name == job]
     doomed = plan_deletions(policy, files, saved)
     if not doomed:
         return
-    _make_durable(os.path.join(directory, saved))
+    _make_durable(directory, [c for c in files if c not in doomed])
     for checkpoint in doomed:
         try:
             os.unlink(checkpoint.path)
@@ -603,6 +613,9 @@ class CheckpointManager:
         self._cond = threading.Condition()
         self._pending = 0  # saves whose retention has not finished
         self._futures: list[SaveFuture] = []
+        # Per step with a retention pass to come: the name of its last save, and the passes.
+        self._last_saved: dict[int, str] = {}
+        self._passes: collections.Counter[int] = collections.Counter()
         self._retention_lock = threading.Lock()
 
     @property
@@ -672,55 +685,59 @@ class CheckpointManager:
             from jobpersist.background import save_job_checkpoint_async
 
             future = save_job_checkpoint_async(data, suffix, self.data_format)
-            self._started()
-            future.add_done_callback(lambda f: self._after_background(f, directory, job))
+            self._started(step, f"{job}_{suffix}.json")
+            future.add_done_callback(lambda f: self._after_background(f, directory, job, step))
             with self._cond:
                 self._futures.append(future)
             return future
         save_job_checkpoint(data, suffix, self.data_format)
-        self._started()
-        saved = f"{job}_{suffix}.json"
-        _JANITOR.submit(lambda: self._retention(directory, job, saved))
+        self._started(step, f"{job}_{suffix}.json")
+        _JANITOR.submit(lambda: self._retention(directory, job, step))
         return None
 
-    def _after_background(self, future: Future[str], directory: str, job: str) -> None:
+    def _after_background(self, future: Future[str], directory: str, job: str, step: int) -> None:
         # On the writer thread as the save completes (or on the caller's, if it completed
         # first): the pass itself goes to the retention thread. Future's own methods, not
         # SaveFuture's: looking must not count as retrieving an error.
         if future.cancelled() or Future.exception(future, 0) is not None:
-            self._finished()
+            self._finished(step)
             return
-        path = Future.result(future, 0)
         from jobpersist.background import SUPERSEDED
 
-        if path == SUPERSEDED:
-            self._finished()  # the newer save of the same step runs retention
+        if Future.result(future, 0) == SUPERSEDED:
+            self._finished(step)  # the newer save of the same step runs retention
             return
-        saved = os.path.basename(path)
-        _JANITOR.submit(lambda: self._retention(directory, job, saved))
+        _JANITOR.submit(lambda: self._retention(directory, job, step))
 
-    def _retention(self, directory: str, job: str, saved: str) -> None:
+    def _retention(self, directory: str, job: str, step: int) -> None:
         try:
             with self._retention_lock:
+                with self._cond:
+                    saved = self._last_saved[step]
                 _retain(self._policy, directory, job, self.prefix, saved)
         except Exception as exc:  # retention never fails a save; say why it did not run
             warnings.warn(
-                f"jobpersist: checkpoint retention after {saved} did not run: "
+                f"jobpersist: checkpoint retention after the save of step {step} did not run: "
                 f"{type(exc).__name__}: {exc}",
                 RuntimeWarning,
                 stacklevel=1,
             )
         finally:
-            self._finished()
+            self._finished(step)
 
-    def _started(self) -> None:
+    def _started(self, step: int, name: str) -> None:
         with self._cond:
             self._pending += 1
+            self._last_saved[step] = name
+            self._passes[step] += 1
             _BUSY.add(self)
 
-    def _finished(self) -> None:
+    def _finished(self, step: int) -> None:
         with self._cond:
             self._pending -= 1
+            self._passes[step] -= 1
+            if not self._passes[step]:
+                del self._passes[step], self._last_saved[step]
             if not self._pending:
                 _BUSY.discard(self)
             self._cond.notify_all()
