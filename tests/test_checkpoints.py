@@ -490,7 +490,7 @@ def test_a_truncated_file_is_told_from_its_last_bytes(
     newest = ckpt.steps()[-1]
     truncate(newest.path, 0.9)
     loaded: list[str] = []
-    real_load = checkpoints._load
+    from jobpersist.data_persistence import _load as real_load
 
     def load(path: str, mode: Any) -> dict[str, Any]:
         loaded.append(os.path.basename(path))
