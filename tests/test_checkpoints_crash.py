@@ -178,7 +178,7 @@ def test_killed_during_a_retention_delete_restore_returns_the_newest_step(
     proc = start_saver(tmp_path, backend, "pickled_v4", "retention", start=5)
     try:
         assert proc.stdout is not None
-        lines = []
+        lines: list[bytes] = []
         while not lines or not lines[-1].startswith(b"deleted"):
             line = proc.stdout.readline()
             assert line, proc.stderr.read() if proc.stderr else b""
