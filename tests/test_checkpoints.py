@@ -10,6 +10,7 @@ import math
 import os
 import shutil
 import sys
+import threading
 import types
 import warnings
 from collections.abc import Iterator
@@ -29,7 +30,6 @@ from jobpersist.checkpoints import (
     CheckpointManager,
     DamagedCheckpointError,
     DamagedCheckpointWarning,
-    plan_deletions,
     rank_from_environment,
 )
 
@@ -271,7 +271,7 @@ def test_retention_plan_matches_the_model_over_long_sequences(
         )
         if same and same[0].name == c.name:
             files = [x for x in files if x.step != step] + [c]
-        for doomed in plan_deletions(rule, files, c.name):
+        for doomed in checkpoints._plan_deletions(rule, files, c.name):
             files.remove(doomed)
         listed = {x.step: x for x in files}
         assert len(listed) == len(files), "two files of one step left"
@@ -665,6 +665,7 @@ def test_rank_from_the_launchers_environment(environ: dict[str, str], rank: int)
     "environ",
     [
         {"RANK": "one"},
+        {"RANK": "\u00b2"},  # a digit to str.isdigit, not to int()
         {"OMPI_COMM_WORLD_RANK": "-1"},
         {"SM_HOSTS": "algo-1", "SM_CURRENT_HOST": "algo-1"},
     ],
@@ -714,6 +715,38 @@ def test_a_failed_background_save_is_raised_by_wait(job_env: JobEnv) -> None:
     with pytest.raises(FileNotFoundError):
         ckpt.wait(30)
     ckpt.wait(30)  # raised once
+
+
+def test_a_forked_child_starts_with_idle_managers(
+    job_env: JobEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = threading.Event()
+    real_retain = checkpoints._retain
+
+    def held(*args: Any) -> None:
+        gate.wait(30)
+        real_retain(*args)
+
+    monkeypatch.setattr("jobpersist.checkpoints._retain", held)
+    ckpt = CheckpointManager(keep_last=1)
+    ckpt.save(0, {"a": 0})  # its retention pass now waits for the gate, holding its lock
+    with pytest.raises(TimeoutError):
+        ckpt.wait(0.05)
+    pid = os.fork()
+    if pid == 0:  # the child: no retention thread, nothing of the parent's pending
+        code = 1
+        try:
+            ckpt.wait(5)
+            monkeypatch.setattr("jobpersist.checkpoints._retain", real_retain)
+            ckpt.save(1, {"a": 1})
+            ckpt.wait(5)
+            code = 0 if [c.step for c in ckpt.steps()] == [1] else 2
+        finally:
+            os._exit(code)
+    gate.set()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    ckpt.wait(30)
 
 
 # --------------------------------------------------------------------------------------------

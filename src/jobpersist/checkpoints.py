@@ -31,7 +31,7 @@ import stat
 import threading
 import warnings
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -287,12 +287,18 @@ def _load_listed(checkpoint: Checkpoint, mode: PickleMode) -> dict[str, Any]:
 _RANK_VARIABLES = ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "RANK")
 
 
-def rank_from_environment(environ: dict[str, str] | None = None) -> int:
+def rank_from_environment(environ: Mapping[str, str] | None = None) -> int:
     """This process's rank, as the launcher in use tells it; 0 when none does.
 
     The launchers' variables (``OMPI_COMM_WORLD_RANK``, ``PMI_RANK``, ``RANK``), then the
     instance's place among the job's hosts (``SM_CURRENT_HOST`` in the sorted ``SM_HOSTS``, as
     the Braket container numbers its nodes).
+
+    Args:
+        environ (Mapping[str, str] | None): The environment to read. Default: ``os.environ``.
+
+    Returns:
+        int: The rank (>= 0).
 
     Raises:
         ValueError: If a variable holds something else than what its launcher writes.
@@ -301,7 +307,7 @@ def rank_from_environment(environ: dict[str, str] | None = None) -> int:
     for name in _RANK_VARIABLES:
         text = env.get(name, "").strip()
         if text:
-            if not text.isdigit():
+            if not (text.isascii() and text.isdigit()):
                 raise ValueError(f"{name}={text!r} is not a rank: pass rank= to CheckpointManager.")
             return int(text)
     hosts_text = env.get("SM_HOSTS", "").strip()
@@ -333,18 +339,17 @@ class _Policy:
 
 def _best_first(policy: _Policy, files: Iterable[Checkpoint]) -> list[Checkpoint]:
     """The files with a metric of the policy's name, best first (a tie: the newer first)."""
+    sign = 1.0 if policy.mode == "min" else -1.0
     ranked = [
-        c
+        (sign * c.metric, -c.step, -c.mtime_ns, c.name, c)
         for c in files
         if c.metric_name == policy.metric_name and c.metric is not None and not math.isnan(c.metric)
     ]
-    sign = 1.0 if policy.mode == "min" else -1.0
-    assert all(c.metric is not None for c in ranked)
-    ranked.sort(key=lambda c: (sign * c.metric, -c.step, -c.mtime_ns))  # type: ignore[operator]
-    return ranked
+    ranked.sort(key=lambda entry: entry[:4])
+    return [entry[-1] for entry in ranked]
 
 
-def plan_deletions(policy: _Policy, files: list[Checkpoint], saved: str) -> list[Checkpoint]:
+def _plan_deletions(policy: _Policy, files: list[Checkpoint], saved: str) -> list[Checkpoint]:
     """What retention deletes among ``files`` (one job's, listed), ``saved`` the name of the
     last save of the step the pass runs for: once that file is listed, the other files of its
     step (it replaced them); then every file beyond the ``keep_last`` newest that is neither
@@ -353,19 +358,19 @@ def plan_deletions(policy: _Policy, files: list[Checkpoint], saved: str) -> list
     """
     just = next((c for c in files if c.name == saved), None)
     replaced = [c for c in files if just is not None and c.step == just.step and c is not just]
+    gone = {c.name for c in replaced}
     rest = sorted(
-        (c for c in files if c not in replaced), key=lambda c: (c.step, c.mtime_ns, c.name)
+        (c for c in files if c.name not in gone), key=lambda c: (c.step, c.mtime_ns, c.name)
     )
     if policy.keep_last is None or not rest:
         return replaced
-    keep = {id(c) for c in rest[-policy.keep_last :]}
-    keep.add(id(rest[-1]))
-    if just is not None:
-        keep.add(id(just))
-    keep.update(id(c) for c in _best_first(policy, rest)[: policy.keep_best])
+    keep = {c.name for c in rest[-policy.keep_last :]}
+    keep.add(rest[-1].name)
+    keep.add(saved)
+    keep.update(c.name for c in _best_first(policy, rest)[: policy.keep_best])
     if policy.keep_every:
-        keep.update(id(c) for c in rest if c.step % policy.keep_every == 0)
-    return replaced + [c for c in rest if id(c) not in keep]
+        keep.update(c.name for c in rest if c.step % policy.keep_every == 0)
+    return replaced + [c for c in rest if c.name not in keep]
 
 
 @functools.cache
@@ -414,10 +419,11 @@ def _retain(policy: _Policy, directory: str, job: str, prefix: str, saved: str) 
     makes what stays durable, then unlinks what the policy drops among the job's files
     (plain unlinks of complete, named files; a save's temp files have other names)."""
     files = [c for c in list_checkpoints(directory, prefix) if c.job_name == job]
-    doomed = plan_deletions(policy, files, saved)
+    doomed = _plan_deletions(policy, files, saved)
     if not doomed:
         return
-    _make_durable(directory, [c for c in files if c not in doomed])
+    gone = {c.name for c in doomed}
+    _make_durable(directory, [c for c in files if c.name not in gone])
     for checkpoint in doomed:
         try:
             os.unlink(checkpoint.path)
@@ -481,12 +487,21 @@ class _Janitor:
 
 
 _JANITOR = _Janitor()
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_JANITOR.reset_after_fork)
-
-
 # Managers with saves whose retention has not run yet.
 _BUSY: weakref.WeakSet[CheckpointManager] = weakref.WeakSet()
+
+
+def _reset_after_fork() -> None:
+    # Neither the retention thread nor the background writer exists in a forked child: the
+    # parent's pending passes are the parent's; the child's managers start idle.
+    _JANITOR.reset_after_fork()
+    for manager in list(_BUSY):
+        manager._reset_after_fork()
+    _BUSY.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def _drain_at_exit() -> None:
@@ -610,6 +625,9 @@ class CheckpointManager:
         #: The checkpoint the last ``restore()`` returned, or None.
         self.restored: Checkpoint | None = None
         self._policy = _Policy(self.keep_last, self.keep_best, mode, self.keep_every, metric)
+        self._reset_after_fork()
+
+    def _reset_after_fork(self) -> None:
         self._cond = threading.Condition()
         self._pending = 0  # saves whose retention has not finished
         self._futures: list[SaveFuture] = []
