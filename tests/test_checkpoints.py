@@ -630,7 +630,9 @@ def test_metric_from_the_data_or_passed(job_env: JobEnv) -> None:
         ckpt.save(0, {"cost": "low"})
     with pytest.raises(ValueError, match="step"):
         ckpt.save(-1, {"cost": 1.0})
-    ckpt.save(0, {"cost": np.float64(2.5)})
+    with pytest.raises(ValueError, match="step"):
+        ckpt.save(1.0, {"cost": 1.0})  # type: ignore[arg-type]
+    ckpt.save(np.int64(0), {"cost": np.float64(2.5)})
     ckpt.save(1, {"a": 1}, metric=0.75)
     ckpt.wait()
     assert [c.metric for c in ckpt.steps()] == [2.5, 0.75]

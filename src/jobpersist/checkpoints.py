@@ -25,6 +25,7 @@ import importlib
 import json
 import logging
 import math
+import operator
 import os
 import re
 import stat
@@ -527,12 +528,18 @@ def _check_prefix(prefix: str) -> None:
 
 
 def _count(name: str, value: Any, minimum: int, optional: bool) -> Any:
+    """``value`` as an int of at least ``minimum`` (any integer type: a numpy step counter
+    too), or None where ``optional``."""
     if value is None and optional:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    try:
+        number = None if isinstance(value, bool) else operator.index(value)
+    except TypeError:
+        number = None
+    if number is None or number < minimum:
         allowed = f"an int >= {minimum}" + (" or None" if optional else "")
         raise ValueError(f"{name} must be {allowed}, not {value!r}.")
-    return value
+    return number
 
 
 _FORMATS = {f.value: f for f in PersistedJobDataFormat}
