@@ -19,9 +19,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import JobEnv, canon
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
+from support.jobenv import JobEnv
+from support.values import canon
 
 import jobpersist
 from jobpersist import checkpoints, cli
@@ -243,7 +244,6 @@ def check_invariants(
         assert best in ranked
 
 
-@settings(max_examples=60)
 @given(
     policy=SETTINGS,
     moves=st.lists(STEP_MOVES, min_size=1, max_size=400),
@@ -292,7 +292,6 @@ def test_retention_plan_matches_the_model_over_long_sequences(
             assert best in got.values()
 
 
-@settings(max_examples=60)
 @given(
     policy=SETTINGS,
     use_metric=st.booleans(),
@@ -487,13 +486,13 @@ def test_a_truncated_file_is_told_from_its_last_bytes(
     newest = ckpt.steps()[-1]
     truncate(newest.path, 0.9)
     loaded: list[str] = []
-    from jobpersist.data_persistence import _load as real_load
+    from jobpersist._format.load import load_file as real_load
 
     def load(path: str, mode: Any) -> dict[str, Any]:
         loaded.append(os.path.basename(path))
         return real_load(path, mode)
 
-    monkeypatch.setattr("jobpersist.checkpoints._load", load)
+    monkeypatch.setattr("jobpersist.checkpoints.load_file", load)
     with pytest.warns(DamagedCheckpointWarning, match="incomplete"):
         found = ckpt.restore(allow_pickle="safe")
     assert found is not None and found[0] == 0

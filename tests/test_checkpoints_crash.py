@@ -14,11 +14,11 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import child_env
+from support.jobenv import child_env
 
 from jobpersist.checkpoints import list_checkpoints, load_checkpoint
 
-pytestmark = pytest.mark.usefixtures("backend")
+pytestmark = [pytest.mark.usefixtures("backend"), pytest.mark.slow]
 
 JOB = "job"
 TRIALS = 8

@@ -36,13 +36,12 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Literal
 
-from jobpersist._atomic import fsync_enabled
+from jobpersist import PersistedJobDataFormat, UnsafePickleError
+from jobpersist._codec.python.atomic_file import fsync_enabled
 from jobpersist._environment import get_checkpoint_dir, get_job_name
-from jobpersist._format import PersistedJobDataFormat
-from jobpersist._safe_unpickle import UnsafePickleError
-from jobpersist._schema import HEAD
-from jobpersist.data_persistence import _load, save_job_checkpoint
-from jobpersist.serialization import ALLOW_PICKLE_DEFAULT, PickleMode, pickle_mode
+from jobpersist._format.load import load_file
+from jobpersist._pickle.policy import ALLOW_PICKLE_DEFAULT, PickleMode, pickle_mode
+from jobpersist.data_persistence import save_job_checkpoint
 
 if TYPE_CHECKING:
     from jobpersist.background import SaveFuture
@@ -69,6 +68,7 @@ _METRIC_VALUE = r"-?(?:inf|nan|[0-9]+(?:\.[0-9]+)?(?:e-?[0-9]+)?)"
 # What the end of an envelope looks like (the reference's layout and any JSON whitespace).
 _TAIL = re.compile(rb'"dataFormat"\s*:\s*"((?:[^"\\]|\\.)*)"\s*}\s*$')
 _TAIL_BYTES = 512
+_HEAD_BYTES = 64
 
 
 class DamagedCheckpointError(ValueError):
@@ -170,7 +170,7 @@ def _probe(path: str) -> tuple[int, int, str | None, str | None] | None:
         size, mtime_ns = st.st_size, st.st_mtime_ns
         if size == 0:
             return 0, mtime_ns, None, "empty file"
-        head = os.pread(fd, len(HEAD), 0)
+        head = os.pread(fd, _HEAD_BYTES, 0)
         tail = os.pread(fd, min(size, _TAIL_BYTES), max(0, size - _TAIL_BYTES))
     except OSError as exc:
         return 0, 0, None, f"cannot be read: {exc.strerror or exc}"
@@ -269,7 +269,7 @@ def _load_listed(checkpoint: Checkpoint, mode: PickleMode) -> dict[str, Any]:
     if checkpoint.problem is not None:
         raise DamagedCheckpointError(checkpoint.path, checkpoint.problem)
     try:
-        return _load(checkpoint.path, mode)
+        return load_file(checkpoint.path, mode)
     except (UnsafePickleError, RuntimeError):
         raise  # the pickle policy refused it: not damage, and older files would fare alike
     except FileNotFoundError:
