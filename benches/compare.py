@@ -17,6 +17,7 @@ one with fsync on; the small cases (a tiny checkpoint, plaintext and pickled, a 
 into 50 results, a tiny load: what users save every iteration) run in every durability mode,
 each row in a fresh process of 300 calls (``jobpersist bench --small``), and are judged at
 jobpersist's default mode.
+    python benches/compare.py --cases history              # CheckpointManager's targets
 
 A run worth keeping goes to ``benches/results/``, named by its date and what it measures:
 
@@ -46,7 +47,7 @@ SIZED = ("array", "nested", "list", "tensor")
 # What --cases may select; "array" is the 256 MiB top-level array (the others' yardstick),
 # "sizes" the top-level array at the other sizes.
 CASES = ("array", "sizes", "small10k", "floats2m", "nested100k", "nested", "list", "tensor",
-         "arrays20k", "small")  # fmt: skip
+         "arrays20k", "small", "history")  # fmt: skip
 # Targets of the small cases at the default durability mode: the most an implementation's
 # median call may take, as a fraction of the reference's, on a disk ((impl, None): every
 # case) and on tmpfs, where only the CPU's work is left.
@@ -199,6 +200,51 @@ def worker(impl: str, case: str, op: str, size: int, directory: str) -> dict[str
         "peak_extra": _peak() - base,
         "file_bytes": os.path.getsize(path),
     }
+
+
+# Checkpoint history: a CheckpointManager against the drop-in functions on the same 256 MiB
+# pickled array. The save directory holds the manager's steps (keep_last=2: each timed save's
+# retention deletes a 256 MiB file) and the drop-in's one file, replaced by each timed save.
+# The restore directories hold steps 0 and 1; in "truncated" step 1 is cut to half its size,
+# in "zeroed" 64 KiB in its middle are zeros.
+HISTORY_SAVE_OPS = ("manager_save", "direct_save")
+HISTORY_LOAD_OPS = (
+    ("restore", "intact", "direct_load_newest"),
+    ("restore", "truncated", "direct_load_previous"),
+    ("restore", "zeroed", "direct_load_previous"),
+)
+HISTORY_DIRS = ("save", "intact", "truncated", "zeroed")
+
+
+def history_worker(op: str, directory: str, step: int) -> dict[str, Any]:
+    os.environ["AMZN_BRAKET_CHECKPOINT_DIR"] = directory
+    os.environ["AMZN_BRAKET_JOB_NAME"] = "bench"
+    import jobpersist
+    from jobpersist import CheckpointManager
+
+    if jobpersist.BACKEND != "native":
+        raise SystemExit(f"wanted the native backend, got {jobpersist.BACKEND}")
+    fmt = jobpersist.PersistedJobDataFormat.PICKLED_V4
+    ckpt = CheckpointManager(keep_last=2, data_format=fmt)
+    if op in ("manager_save", "direct_save", "setup"):
+        data = _payload("array", 256 * MiB)
+        start = time.perf_counter()
+        if op == "direct_save":
+            jobpersist.save_job_checkpoint(data, "direct", fmt)
+        else:
+            ckpt.save(step, data)
+        seconds = time.perf_counter() - start
+        ckpt.wait()  # retention, after the timing (it runs off the caller's path)
+        return {"seconds": seconds}
+    start = time.perf_counter()
+    if op == "restore":
+        found = ckpt.restore(allow_pickle=True)
+        assert found is not None
+    else:
+        suffix = f"ckpt-{1 if op == 'direct_load_newest' else 0:09d}"
+        jobpersist.load_job_checkpoint(checkpoint_file_suffix=suffix, allow_pickle=True)
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "step": found[0] if op == "restore" else None}
 
 
 # ---------------------------------------------------------------- driver side
@@ -356,6 +402,86 @@ def compare_small(rounds: int, directory: str | None, report: Report) -> None:
             )
 
 
+def run_history_worker(op: str, directory: str, step: int) -> dict[str, Any]:
+    env = dict(os.environ, JOBPERSIST_FSYNC="0", JOBPERSIST_BACKEND="native")
+    cmd = [sys.executable, __file__, "--history-worker", op, directory, str(step)]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"history worker {op} failed:\n{out.stderr}")
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _damage(directory: str, how: str) -> None:
+    path = os.path.join(directory, f"bench_ckpt-{1:09d}.json")
+    size = os.path.getsize(path)
+    if how == "truncated":
+        os.truncate(path, size // 2)
+    elif how == "zeroed":
+        with open(path, "r+b") as f:
+            f.seek(size // 2)
+            f.write(b"\0" * 65536)
+
+
+def history(rounds: int, report: Report) -> None:
+    """CheckpointManager's targets: a save within 1.05x of save_job_checkpoint's, restore()
+    within 1.1x of load_job_checkpoint's, and with the newest file damaged (cut short) within
+    1.2x of loading the previous one directly. Native backend, fsync off, 256 MiB pickled."""
+    root = tempfile.mkdtemp(prefix="jpbench-history-")
+    dirs = {name: os.path.join(root, name) for name in HISTORY_DIRS}
+    try:
+        for name in ("intact", "truncated", "zeroed"):
+            os.mkdir(dirs[name])
+            for step in (0, 1):
+                run_history_worker("setup", dirs[name], step)
+            _damage(dirs[name], name)
+        os.mkdir(dirs["save"])
+        # One untimed round first: from then on each timed save has a file to delete/replace.
+        run_history_worker("manager_save", dirs["save"], 0)
+        run_history_worker("direct_save", dirs["save"], 0)
+        times: dict[str, list[float]] = {}
+        for r in range(rounds):
+            for op in HISTORY_SAVE_OPS:
+                result = run_history_worker(op, dirs["save"], r + 1)
+                times.setdefault(op, []).append(result["seconds"])
+            for restore_op, where, direct_op in HISTORY_LOAD_OPS:
+                for op in (restore_op, direct_op):
+                    result = run_history_worker(op, dirs[where], 0)
+                    if op == "restore":
+                        assert result["step"] == (1 if where == "intact" else 0), result
+                    times.setdefault(f"{op} {where}", []).append(result["seconds"])
+        med = {key: statistics.median(values) for key, values in times.items()}
+        print(f"\ncheckpoint history, 256 MiB pickled array, native, median of {rounds} rounds")
+        for key, value in med.items():
+            print(f"  {key:<36} {value:>8.3f} s")
+        report.data["history"] = {"medians": med, "rounds": times}
+        report.check(
+            "history save: manager / save_job_checkpoint",
+            med["manager_save"] / med["direct_save"],
+            1.05,
+            False,
+        )
+        report.check(
+            "history restore: restore() / load_job_checkpoint",
+            med["restore intact"] / med["direct_load_newest intact"],
+            1.1,
+            False,
+        )
+        report.check(
+            "history restore, newest cut short: restore() / load of the previous",
+            med["restore truncated"] / med["direct_load_previous truncated"],
+            1.2,
+            False,
+        )
+        ratio = med["restore zeroed"] / med["direct_load_previous zeroed"]
+        print(
+            f"  newest zeroed in its middle (read to the damage, no target): restore() / load of "
+            f"the previous = {ratio:.2f}"
+        )
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds, skip 1 GiB")
@@ -460,6 +586,8 @@ def main() -> int:
 
     if "small" in cases:
         compare_small(rounds, args.small_dir, report)
+    if "history" in cases:
+        history(rounds, report)
 
     for check in report.fallback:
         report.check(*check)
@@ -475,7 +603,10 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+    if len(sys.argv) > 1 and sys.argv[1] == "--history-worker":
+        _, _, op, directory, step = sys.argv
+        print(json.dumps(history_worker(op, directory, int(step))))
+    elif len(sys.argv) > 1 and sys.argv[1] == "--worker":
         _, _, impl, case, op, size, directory = sys.argv
         print(json.dumps(worker(impl, case, op, int(size), directory)))
     else:

@@ -25,6 +25,7 @@ NOT_AT_IMPORT = (
     "jobpersist.cli",
     "jobpersist.background",
     "jobpersist.braket_patch",
+    "jobpersist.checkpoints",
     "concurrent.futures",
     "threading",
     "logging",
@@ -36,6 +37,7 @@ NOT_AT_IMPORT = (
 )
 PUBLIC = [
     "BACKEND",
+    "CheckpointManager",
     "PersistedJobDataFormat",
     "UnsafePickleError",
     "deserialize_values",
@@ -80,8 +82,10 @@ def test_public_names_still_import() -> None:
     code = (
         "import sys, json\n"
         "from jobpersist import save_job_checkpoint_async, save_job_result_async, "
-        "wait_for_saves, patch_braket\n"
+        "wait_for_saves, patch_braket, CheckpointManager\n"
         "import jobpersist, jobpersist.background as bg, jobpersist.braket_patch as bp\n"
+        "import jobpersist.checkpoints as cp\n"
+        "assert CheckpointManager is cp.CheckpointManager\n"
         "assert save_job_checkpoint_async is bg.save_job_checkpoint_async\n"
         "assert save_job_result_async is bg.save_job_result_async\n"
         "assert wait_for_saves is bg.wait_for_saves and patch_braket is bp.patch_braket\n"

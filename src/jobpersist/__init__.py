@@ -27,11 +27,13 @@ if TYPE_CHECKING:
         wait_for_saves,
     )
     from jobpersist.braket_patch import patch_braket
+    from jobpersist.checkpoints import CheckpointManager
 
     __version__: str
 
 __all__ = [
     "BACKEND",
+    "CheckpointManager",
     "PersistedJobDataFormat",
     "UnsafePickleError",
     "deserialize_values",
@@ -48,8 +50,10 @@ __all__ = [
 
 
 # Imported on first use, to keep `import jobpersist` light: the background writer (threads,
-# concurrent.futures) and the braket patch are not needed by jobs that save synchronously.
+# concurrent.futures), the checkpoint manager and the braket patch are not needed by jobs that
+# save synchronously.
 _LAZY = {
+    "CheckpointManager": "jobpersist.checkpoints",
     "save_job_checkpoint_async": "jobpersist.background",
     "save_job_result_async": "jobpersist.background",
     "wait_for_saves": "jobpersist.background",

@@ -1,10 +1,11 @@
 """The ``jobpersist`` command: one module per subcommand.
 
 ``inspect`` and ``verify`` read files without ever unpickling them (pickled values are read
-as opcode streams), and need nothing beyond the core install; ``info`` says which backend and
-wheel are in use; ``bundle`` prepares the wheels a Braket job installs offline. ``bench`` draws
-its progress bar with tqdm or rich and its chart with matplotlib when they are installed
-(``pip install 'jobpersist[bench]'``).
+as opcode streams), and need nothing beyond the core install; ``checkpoints`` lists a
+checkpoint manager's files and loads each as ``restore()`` does, in safe mode; ``info`` says
+which backend and wheel are in use; ``bundle`` prepares the wheels a Braket job installs
+offline. ``bench`` draws its progress bar with tqdm or rich and its chart with matplotlib when
+they are installed (``pip install 'jobpersist[bench]'``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from jobpersist.cli import bench, bundle, info, inspect, verify
+from jobpersist.cli import bench, bundle, checkpoints, info, inspect, verify
 from jobpersist.cli._common import CliError
 
 __all__ = ["CliError", "build_parser", "main"]
@@ -26,6 +27,7 @@ examples:
   jobpersist inspect --json results.json              the same, machine-readable
   jobpersist verify checkpoints/*.json                one line per file, exit 1 if any is bad
   jobpersist verify --safe-only results.json          ... and fail on unsafe pickle imports
+  jobpersist checkpoints /opt/jobs/checkpoints        a CheckpointManager's files, which load
   jobpersist bench                                    save/load timings, 1, 16 and 64 MiB
   jobpersist bench --size 4M --size 256M --plot bench.png
   python -m jobpersist bench --format plaintext --rounds 5
@@ -38,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``jobpersist`` argument parser, with every subcommand."""
     parser = argparse.ArgumentParser(
         prog="jobpersist",
-        description="Inspect, verify and benchmark Amazon Braket job checkpoint and result "
+        description="Inspect, verify, list and benchmark Amazon Braket job checkpoint and result "
         "files (braket.jobs.data_persistence format); show the installation; bundle the "
         "wheels for a Braket job.",
         epilog=_EPILOG,
@@ -49,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"jobpersist {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for command in (inspect, verify, bench, info, bundle):
+    for command in (inspect, verify, checkpoints, bench, info, bundle):
         command.register(sub)
     return parser
 
