@@ -34,10 +34,12 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Literal
 
-from jobpersist import PersistedJobDataFormat, UnsafePickleError, _durability
+from jobpersist import _durability
 from jobpersist._environment import get_checkpoint_dir, get_job_name
+from jobpersist._format.data_format import PersistedJobDataFormat
 from jobpersist._format.load import load_file
 from jobpersist._pickle.policy import ALLOW_PICKLE_DEFAULT, PickleMode, pickle_mode
+from jobpersist._pickle.safe import UnsafePickleError
 from jobpersist.data_persistence import save_job_checkpoint
 
 if TYPE_CHECKING:
