@@ -50,7 +50,8 @@ def test_corpus_refused(name: str) -> None:
     if name in NEEDS_PENNYLANE and not pennylane_available():
         # The tensor class cannot be imported: a value that cannot be loaded here.
         from_bytes = from_stream = ("damaged", "^it needs pennylane.numpy.tensor.tensor, which")
-    assert (name in REFUSED) == (from_bytes[0] == from_stream[0] == "refused")
+    else:
+        assert (name in REFUSED) == (from_bytes[0] == from_stream[0] == "refused")
     _check_outcome(from_bytes, lambda: safe_loads("weights", data))
     # The same from a stream (values over 1 MiB of base64 are read as they are decoded).
     _check_outcome(from_stream, lambda: safe_load_stream("weights", Trickle(data), len(data)))
