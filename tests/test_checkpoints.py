@@ -182,6 +182,38 @@ def test_saving_a_step_again_replaces_it(job_env: JobEnv) -> None:
     assert ckpt.restore() == (1, {"cost": 2.0, "v": "new"})
 
 
+def test_a_pending_pass_never_deletes_a_newer_save_of_its_step(
+    job_env: JobEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The retention pass of the first save of a step runs just as the second one's file is
+    in place: it must take that file for the step's checkpoint, not for one to delete."""
+    gate = threading.Event()
+    real_retain = checkpoints._retain
+    from jobpersist.data_persistence import save_job_checkpoint as real_save
+
+    calls: list[str] = []
+
+    def held(*args: Any) -> None:
+        gate.wait(30)
+        real_retain(*args)
+
+    def save(*args: Any) -> None:
+        real_save(*args)
+        calls.append(args[1])
+        if len(calls) == 2:
+            gate.set()  # the first save's pass runs now, before save() returns
+            checkpoints._JANITOR.drain()
+
+    monkeypatch.setattr("jobpersist.checkpoints._retain", held)
+    monkeypatch.setattr("jobpersist.checkpoints.save_job_checkpoint", save)
+    ckpt = CheckpointManager(metric="cost")
+    ckpt.save(1, {"cost": 3.0, "v": "old"})
+    ckpt.save(1, {"cost": 2.0, "v": "new"})
+    ckpt.wait()
+    assert [c.metric for c in ckpt.steps()] == [2.0]
+    assert ckpt.restore() == (1, {"cost": 2.0, "v": "new"})
+
+
 # --------------------------------------------------------------------------------------------
 # Retention: a model of the policy, over random sequences
 # --------------------------------------------------------------------------------------------

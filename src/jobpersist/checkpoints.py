@@ -685,17 +685,24 @@ class CheckpointManager:
             return None
         suffix = checkpoint_suffix(self.prefix, step, self.metric, value)
         directory, job = get_checkpoint_dir(), get_job_name()
-        if background:
-            from jobpersist.background import save_job_checkpoint_async
+        # Registered before the file exists: a pending pass of an older save of this step
+        # must never take the new file for one its own save replaced.
+        self._started(step, f"{job}_{suffix}.json")
+        try:
+            if background:
+                from jobpersist.background import save_job_checkpoint_async
 
-            future = save_job_checkpoint_async(data, suffix, self.data_format)
-            self._started(step, f"{job}_{suffix}.json")
+                future = save_job_checkpoint_async(data, suffix, self.data_format)
+            else:
+                save_job_checkpoint(data, suffix, self.data_format)
+        except BaseException:
+            self._finished(step)
+            raise
+        if background:
             future.add_done_callback(lambda f: self._after_background(f, directory, job, step))
             with self._cond:
                 self._futures.append(future)
             return future
-        save_job_checkpoint(data, suffix, self.data_format)
-        self._started(step, f"{job}_{suffix}.json")
         _JANITOR.submit(lambda: self._retention(directory, job, step))
         return None
 
