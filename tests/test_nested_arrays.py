@@ -1,4 +1,4 @@
-"""Large arrays anywhere in a pickled value stream from their memory (issue 12), and the
+"""Large arrays anywhere in a pickled value stream from their memory, and the
 bytes stay exactly those of ``pickle.dumps(value, protocol=4)``."""
 
 from __future__ import annotations
