@@ -126,6 +126,9 @@ def test_the_thread_syncs_soon_without_a_flush(
 
     _durability.flush()
     monkeypatch.setattr(_durability, "_fsync_path", recording)
+    # A syncer of the test's own: the process's thread may still be in a sleep that another
+    # test lengthened (BATCH_DELAY patched while it had work).
+    monkeypatch.setattr(_durability, "_SYNCER", None)
     jobpersist.save_job_checkpoint({"a": 1}, "", "pickled_v4")
     for _ in range(500):  # the thread's batch: BATCH_DELAY (20 ms) and two fsyncs
         if len(synced) == 2:

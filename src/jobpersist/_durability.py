@@ -111,7 +111,8 @@ class _Syncer:
                     self.replaced.append(replaced)
                 else:
                     close_quietly(replaced)
-            if self.thread is None:
+            if self.thread is None or not self.thread.is_alive():
+                # (A thread that died, of an error no fsync raises, is replaced.)
                 import threading
 
                 thread = threading.Thread(target=self._run, name="jobpersist-sync", daemon=True)
