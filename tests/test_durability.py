@@ -61,14 +61,16 @@ def test_an_unknown_mode_is_refused(job_env: JobEnv, monkeypatch: pytest.MonkeyP
 
 
 def held_replaced_files(directory: Path) -> list[str]:
-    """The files of ``directory`` this process holds open though they have no name left."""
+    """The files of ``directory`` this process holds open though they have no name left
+    (not the spare unnamed files, which never had one: ``{directory}/#{inode}``)."""
     held = []
     for fd in os.listdir("/proc/self/fd"):
         try:
             link = os.readlink(f"/proc/self/fd/{fd}")
         except OSError:
             continue
-        if link.startswith(f"{directory}/") and link.endswith(" (deleted)"):
+        spare = link.startswith(f"{directory}/#")
+        if link.startswith(f"{directory}/") and link.endswith(" (deleted)") and not spare:
             held.append(link)
     return held
 

@@ -32,6 +32,7 @@ from typing import Any
 import pytest
 from support.files import temp_leftovers
 from support.jobenv import JobEnv
+from support.spares import set_spares, wait_for_spares
 
 import jobpersist
 from jobpersist._codec.python import atomic_file as _atomic
@@ -244,14 +245,31 @@ def load() -> Any:
     return jobpersist.load_job_checkpoint(allow_pickle=True)
 
 
-def sweep(job_env: JobEnv, backend: str, err: int, new: dict[str, Any] = NEW) -> Counter[str]:
+@pytest.fixture(autouse=True)
+def own_files(backend: str) -> Iterator[None]:
+    """Every save creates its own file, as a process's first does (the saves that take a
+    spare file are swept by the tests that ask for them)."""
+    set_spares(backend, "off")
+    yield
+    set_spares(backend, "where slow")
+
+
+def sweep(
+    job_env: JobEnv, backend: str, err: int, new: dict[str, Any] = NEW, spare: bool = False
+) -> Counter[str]:
     """Fails each operation of a save of ``new`` in turn; the count of failures per
-    operation. Each save looks for stale temps, as the first of a process does."""
+    operation. Each save looks for stale temps, as the first of a process does; with
+    ``spare``, it writes into the spare file made after the save before it."""
     target = job_env.checkpoint_path
     stale = job_env.checkpoint_dir / STALE
     counts: Counter[str] = Counter()
+    set_spares(backend, "always" if spare else "off")
+    if spare:
+        jobpersist.save_job_checkpoint(OLD, "", "pickled_v4")  # only a replacing save wants one
     for n in range(1, 200):
         jobpersist.save_job_checkpoint(OLD, "", "pickled_v4")
+        if spare:
+            wait_for_spares(backend)
         stale.write_bytes(b"a dead writer's half file")
         _atomic.rescan(str(job_env.checkpoint_dir))
         error: OSError | None = None
@@ -314,7 +332,7 @@ def mode_ops(durability: str) -> set[str]:
 
 
 @pytest.mark.parametrize("durability", ["full", "deferred", "none"])
-@pytest.mark.parametrize("tmpfile", ["unnamed", "named"])
+@pytest.mark.parametrize("tmpfile", ["unnamed", "named", "spare"])
 def test_every_operation_of_a_save_fails_cleanly(
     fast_job_env: JobEnv,
     backend: str,
@@ -328,8 +346,11 @@ def test_every_operation_of_a_save_fails_cleanly(
         monkeypatch.setenv("JOBPERSIST_NO_TMPFILE", "1")
     matrix: dict[str, Counter[str]] = {}
     for name, err in ERRNOS.items():
-        matrix[name] = sweep(job_env, backend, err)
-    expected = mode_ops(durability) | SCAN_OPS | ({"link"} if tmpfile == "unnamed" else set())
+        matrix[name] = sweep(job_env, backend, err, spare=tmpfile == "spare")
+    expected = mode_ops(durability) | SCAN_OPS | ({"link"} if tmpfile != "named" else set())
+    if tmpfile == "spare":
+        # The spare was created before the save, with the mode the replaced file has.
+        expected -= {"open", "chmod"}
     for name, counts in matrix.items():
         assert set(counts) == expected, (name, counts)
         assert counts["write"] >= 2, (name, counts)

@@ -50,7 +50,20 @@ CHILD = textwrap.dedent(
     import jobpersist.background
 
     jobpersist.save_job_checkpoint({"old": 1}, "", "pickled_v4")
-    jobpersist.background.wait_for_saves()  # the first save's deferred syncs, if any
+    if os.environ.get("TAKE_SPARE") == "1":
+        # A second save replaces the first: the save under test takes the spare it wanted.
+        import time
+        from jobpersist import _codec
+
+        if _codec.BACKEND == "native":
+            from jobpersist._native import _set_spares as policy, _spare_count as spares
+        else:
+            from jobpersist._codec.python.spare_files import count as spares, set_policy as policy
+        policy("always")
+        jobpersist.save_job_checkpoint({"old": 1}, "", "pickled_v4")
+        while spares() < 1:
+            time.sleep(0.002)
+    jobpersist.background.wait_for_saves()  # the first saves' deferred syncs, if any
     os.access(sys.argv[1], os.F_OK)  # marks where the save under test starts
     try:
         jobpersist.save_job_checkpoint(
@@ -112,6 +125,7 @@ def run_traced(
         env["JOBPERSIST_NO_TMPFILE"] = "1"
     else:
         env.pop("JOBPERSIST_NO_TMPFILE", None)
+    env["TAKE_SPARE"] = "1" if tmpfile == "spare" else "0"
     command = [strace, "-f", "-y", "-qq", "-s", "256", "-e", f"trace={SYSCALLS}", "-o", str(log)]
     if inject:
         command += ["-e", inject]
@@ -154,18 +168,22 @@ def fd_of(args: str) -> str:
 
 
 def analyse(calls: list[tuple[str, str, int]], checkpoints: Path, tmpfile: str) -> list[str]:
-    """Checks the order; returns the calls in a normalised form (no fd numbers or names)."""
+    """Checks the order; returns the calls in a normalised form (no fd numbers or names).
+
+    The save's file is the one it locks: one it created (``create_unnamed``,
+    ``create_named``) or the spare made before the save (``take_spare``: strace -y shows an
+    unnamed file as ``{directory}/#{inode} (deleted)``). The spare for the next save, which a
+    thread may create meanwhile, is never locked, written or named by this save."""
     target = str(checkpoints / "job.json")
     file_fd = dir_fd = None
+    created: dict[str, str] = {}  # descriptor -> how it was created
     events: list[str] = []
     for name, args, result in calls:
         if name in ("openat", "open"):
             if "O_PATH" in args:
                 events.append("keep_replaced")
             elif "O_TMPFILE" in args or ("O_CREAT" in args and ".jptmp." in args):
-                assert file_fd is None, "two files created"
-                file_fd = str(result)
-                events.append("create_unnamed" if "O_TMPFILE" in args else "create_named")
+                created[str(result)] = "create_unnamed" if "O_TMPFILE" in args else "create_named"
             elif "O_DIRECTORY" in args and result >= 0 and dir_fd is None:
                 dir_fd = str(result)
                 events.append("open_dir")
@@ -195,17 +213,22 @@ def analyse(calls: list[tuple[str, str, int]], checkpoints: Path, tmpfile: str) 
             elif number == dir_fd:
                 events.append("close_dir")
         elif name == "flock":
+            if file_fd is None and (number in created or f"{checkpoints}/#" in fd):
+                assert "LOCK_NB" not in args, args  # not the stale-temp scan's
+                file_fd = number
+                events.append(created.pop(number, "take_spare"))
             events.append("lock_file" if number == file_fd else "lock_other")
         elif name in ("unlink", "unlinkat"):
             events.append("unlink")
         elif name == "fchmod":
             events.append("chmod")
-    assert file_fd is not None, "no temp file created"
+    assert file_fd is not None, "no temp file locked"
     assert ("create_unnamed" in events) == (tmpfile == "unnamed"), events
+    assert ("take_spare" in events) == (tmpfile == "spare"), events
     return events
 
 
-@pytest.mark.parametrize("tmpfile", ["unnamed", "named"])
+@pytest.mark.parametrize("tmpfile", ["unnamed", "named", "spare"])
 def test_data_and_file_are_synced_before_the_name_the_directory_after(
     tmp_path: Path, backend: str, tmpfile: str
 ) -> None:
@@ -220,14 +243,14 @@ def test_data_and_file_are_synced_before_the_name_the_directory_after(
         rename = events.index("rename")
         assert events.count("rename") == 1
         assert events.index("lock_file") < writes[0], events
-        if tmpfile == "unnamed":
+        if tmpfile != "named":
             # Nothing is named until the data are complete (and synced).
             assert writes[-1] < events.index("link") < rename, events
         if mode == "full":
             fsync_file = events.index("fsync_file")
             assert events.count("fsync_file") == 1 and events.count("fsync_dir") == 1, events
             assert writes[-1] < fsync_file, events
-            if tmpfile == "unnamed":
+            if tmpfile != "named":
                 assert fsync_file < events.index("link"), events
             assert fsync_file < rename < events.index("fsync_dir"), events
             assert "keep_replaced" not in events, events

@@ -1,8 +1,10 @@
 //! Private test hooks: the core's fault-injection seam (`jobpersist_core::fault`), so the
-//! Python tests can fail the Nth I/O operation of a native save as the cargo tests do.
+//! Python tests can fail the Nth I/O operation of a native save as the cargo tests do, and
+//! the switch of its spare files (`jobpersist_core::spare_files`).
 //! Nothing is armed unless a test calls `_arm_faults`; plans are per thread.
 
 use jobpersist_core::fault::{self, Plan};
+use jobpersist_core::spare_files;
 use pyo3::prelude::*;
 
 /// Arms a fault plan for the calling thread's saves: the operation with 1-based index
@@ -31,4 +33,28 @@ pub fn disarm_faults() -> (Vec<&'static str>, Option<&'static str>, u64, u64) {
         record.interrupts,
         record.short_writes,
     )
+}
+
+/// Sets when this process's saves use spare files: "off" (which closes those made),
+/// "where slow" (the default) or "always".
+#[pyfunction(name = "_set_spares")]
+pub fn set_spares(policy: &str) -> PyResult<()> {
+    let policy = match policy {
+        "off" => spare_files::Policy::Off,
+        "where slow" => spare_files::Policy::WhereSlow,
+        "always" => spare_files::Policy::Always,
+        _ => {
+            return Err(crate::errors::misuse(
+                "the spare policies are \"off\", \"where slow\" and \"always\"",
+            ))
+        }
+    };
+    spare_files::set_policy(policy);
+    Ok(())
+}
+
+/// How many spare files this process holds.
+#[pyfunction(name = "_spare_count")]
+pub fn spare_count() -> usize {
+    spare_files::count()
 }

@@ -47,6 +47,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(envelope_tail, m)?)?;
     m.add_function(wrap_pyfunction!(faults::arm_faults, m)?)?;
     m.add_function(wrap_pyfunction!(faults::disarm_faults, m)?)?;
+    m.add_function(wrap_pyfunction!(faults::set_spares, m)?)?;
+    m.add_function(wrap_pyfunction!(faults::spare_count, m)?)?;
     Ok(())
 }
 
@@ -78,5 +80,7 @@ fn limits(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyDict>> {
     limits.set_item("read_whole_max", reader::IN_MEMORY_MAX)?;
     limits.set_item("pickle_peek_size", core::PEEK_SIZE)?;
     limits.set_item("max_depth", core::MAX_DEPTH)?;
+    limits.set_item("max_spares", core::spare_files::MAX_SPARES)?;
+    limits.set_item("slow_create_ns", core::spare_files::SLOW_CREATE_NS)?;
     Ok(limits)
 }

@@ -2,7 +2,7 @@
 
 from collections.abc import Callable
 from os import PathLike
-from typing import Any, final
+from typing import Any, Literal, final
 
 from _typeshed import WriteableBuffer
 
@@ -23,6 +23,8 @@ __all__ = [
     "__version__",
     "_arm_faults",
     "_disarm_faults",
+    "_set_spares",
+    "_spare_count",
     "base64_isa",
     "encode_json",
     "envelope_tail",
@@ -88,6 +90,12 @@ def _arm_faults(
 
 def _disarm_faults() -> tuple[list[str], str | None, int, int]:
     """Test hook: disarms; the operations seen, the one failed, EINTRs and short writes."""
+
+def _set_spares(policy: Literal["off", "where slow", "always"]) -> None:
+    """Test hook: when this process's saves use spare files ("off" closes those made)."""
+
+def _spare_count() -> int:
+    """Test hook: how many spare files this process holds."""
 
 #: The version this module was built as (Cargo.toml's, as ``jobpersist.__version__``).
 __version__: str

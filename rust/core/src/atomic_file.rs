@@ -45,6 +45,7 @@ use std::sync::OnceLock;
 
 use crate::error::{Error, Result};
 use crate::fault::{self, Op};
+use crate::spare_files;
 
 /// Marker between the target's name and the writer's pid in temp names.
 const TMP_MARKER: &[u8] = b".jptmp.";
@@ -245,7 +246,7 @@ fn sys_flock(op: Op, fd: &OwnedFd, how: libc::c_int) -> io::Result<()> {
     }
 }
 
-fn sys_fstat(fd: RawFd) -> io::Result<libc::stat> {
+pub(crate) fn fstat(fd: RawFd) -> io::Result<libc::stat> {
     let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
     // SAFETY: `st` is writable memory of the right size; fstat fills it.
     cvt(unsafe { libc::fstat(fd, st.as_mut_ptr()) })?;
@@ -326,7 +327,7 @@ fn proc_fd_available() -> bool {
 
 /// An unnamed file in `dir`, or `None` where the filesystem refuses them.
 #[cfg(any(target_os = "linux", target_os = "android"))]
-fn open_unnamed(dir: RawFd) -> io::Result<Option<OwnedFd>> {
+pub(crate) fn open_unnamed(dir: RawFd) -> io::Result<Option<OwnedFd>> {
     if !proc_fd_available() {
         return Ok(None);
     }
@@ -349,7 +350,7 @@ fn open_unnamed(dir: RawFd) -> io::Result<Option<OwnedFd>> {
 }
 
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn open_unnamed(_dir: RawFd) -> io::Result<Option<OwnedFd>> {
+pub(crate) fn open_unnamed(_dir: RawFd) -> io::Result<Option<OwnedFd>> {
     Ok(None)
 }
 
@@ -394,7 +395,7 @@ fn remove_stale_temps(dir_fd: &OwnedFd, dir: &Path, name: &OsStr) {
         let Ok(file) = file else {
             continue;
         };
-        let Ok(st) = sys_fstat(file.as_raw_fd()) else {
+        let Ok(st) = fstat(file.as_raw_fd()) else {
             continue;
         };
         if st.st_mode & libc::S_IFMT != libc::S_IFREG {
@@ -490,11 +491,27 @@ impl AtomicFile {
             c_string(&fname)
         };
 
-        let unnamed = if options.unnamed_temp {
-            open_unnamed(dir_fd.as_raw_fd()).map_err(err("open"))?
+        // A file replacing another takes the spare made after the last save
+        // here, if there is one (see spare_files), and has the next one made.
+        let replacing = options.unnamed_temp && existing.is_some();
+        let spare = if replacing {
+            spare_files::take(&dir_fd)
         } else {
             None
         };
+        let spare_mode = spare.as_ref().map(|s| s.mode);
+        let started = std::time::Instant::now();
+        let (unnamed, slow) = match spare {
+            Some(spare) => (Some(spare.file), true),
+            None if options.unnamed_temp => {
+                let file = open_unnamed(dir_fd.as_raw_fd()).map_err(err("open"))?;
+                (file, spare_files::slow(started))
+            }
+            None => (None, false),
+        };
+        if replacing && slow && unnamed.is_some() {
+            spare_files::want(&dir_fd);
+        }
         let mut af = match unnamed {
             Some(file) => AtomicFile {
                 shown: shown.to_path_buf(),
@@ -554,7 +571,7 @@ impl AtomicFile {
         };
         // From here on, dropping `af` on an error removes the temp.
         af.lock()?;
-        if let Some((mode, _)) = existing {
+        if let Some((mode, _)) = existing.filter(|&(mode, _)| spare_mode != Some(mode)) {
             fault::check(Op::Chmod).map_err(err("fchmod"))?;
             // SAFETY: the descriptor is open and ours.
             cvt(unsafe { libc::fchmod(af.fd()?.as_raw_fd(), mode as libc::mode_t) })
@@ -574,7 +591,7 @@ impl AtomicFile {
             if self.unnamed {
                 return Ok(());
             }
-            let mine = sys_fstat(file.as_raw_fd()).map_err(|e| self.error("stat", e))?;
+            let mine = fstat(file.as_raw_fd()).map_err(|e| self.error("stat", e))?;
             match sys_fstatat(
                 self.dir_fd.as_raw_fd(),
                 &self.temp,
@@ -972,7 +989,7 @@ mod tests {
             f.reserve(8 << 20);
             // Linux's local filesystems (ext4, xfs, btrfs, tmpfs) all reserve.
             assert!(f.reserving);
-            let st = sys_fstat(f.fd().unwrap().as_raw_fd()).unwrap();
+            let st = fstat(f.fd().unwrap().as_raw_fd()).unwrap();
             assert!(st.st_blocks as u64 * 512 >= 8 << 20, "{}", st.st_blocks);
             assert_eq!(st.st_size, 0);
             // A reservation below what is reserved or written asks nothing.
@@ -1095,7 +1112,7 @@ mod tests {
         let kept = f.commit_keeping().unwrap().expect("the replaced file");
         assert_eq!(fs::read(&target).unwrap(), b"new!");
         // The rename unlinked it; it lives on while open (closing it frees it).
-        let st = sys_fstat(kept.as_raw_fd()).unwrap();
+        let st = fstat(kept.as_raw_fd()).unwrap();
         assert_eq!((st.st_nlink, st.st_size), (0, 3));
         assert_eq!(names(&d.0), ["t"]);
         // Nothing replaced, nothing kept; without the option, nothing kept either.

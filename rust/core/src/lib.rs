@@ -23,6 +23,7 @@ mod nesting;
 mod pages;
 mod pickle_frame;
 mod simd_isa;
+pub mod spare_files;
 #[cfg(test)]
 mod test_support;
 mod write_pipe;

@@ -34,7 +34,10 @@ import functools
 import os
 import random
 import stat
+import time
 from collections.abc import Callable
+
+from jobpersist._codec.python import spare_files
 
 # O_TMPFILE refused by the filesystem or the kernel (an old kernel sees O_DIRECTORY: EISDIR).
 _UNNAMED_REFUSED = frozenset({errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOSYS})
@@ -223,26 +226,40 @@ class AtomicFile:
     def _open(self, mode: int | None) -> None:
         self.temp = self._new_temp_name()
         self.unnamed = False
+        spare = None
         if _O_TMPFILE and unnamed_temp_enabled() and _proc_fd_available():
-            try:
-                # 0o666 lets the umask decide, as a plain open() would.
-                self.fd = os.open(
-                    ".", _O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, 0o666, dir_fd=self.dir_fd
-                )
-                self.unnamed = True
-            except OSError as exc:
-                if exc.errno not in _UNNAMED_REFUSED:
-                    raise _with_filename(exc, self.shown) from None
+            # A file replacing another takes the spare made after the last save here, if
+            # there is one, and has the next one made (see spare_files).
+            spare = spare_files.take(self.dir_fd) if mode is not None else None
+            started = time.perf_counter_ns()
+            if spare is not None:
+                self.fd, self.unnamed = spare.fd, True
+            else:
+                self._open_unnamed()
+            slow = spare is not None or spare_files.slow(started)
+            if mode is not None and self.unnamed and slow:
+                spare_files.want(self.dir_fd)
         try:
             if self.unnamed:
                 # Nobody else can reach an unnamed file: the lock is free.
                 fcntl.flock(self.fd, fcntl.LOCK_EX)
             else:
                 self._create_named_locked()
-            if mode is not None:
+            if mode is not None and (spare is None or spare.mode != mode):
                 os.fchmod(self.fd, mode)
         except OSError as exc:
             raise _with_filename(exc, self.shown) from None
+
+    def _open_unnamed(self) -> None:
+        try:
+            # 0o666 lets the umask decide, as a plain open() would.
+            self.fd = os.open(
+                ".", _O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, 0o666, dir_fd=self.dir_fd
+            )
+            self.unnamed = True
+        except OSError as exc:
+            if exc.errno not in _UNNAMED_REFUSED:
+                raise _with_filename(exc, self.shown) from None
 
     def _create_named_locked(self) -> None:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC

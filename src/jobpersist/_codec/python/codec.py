@@ -1,6 +1,12 @@
 """The pure-Python codec as ``jobpersist._codec`` uses it: the ``Codec`` interface."""
 
-from jobpersist._codec.python import atomic_file, base64_lines, envelope_writer, file_data
+from jobpersist._codec.python import (
+    atomic_file,
+    base64_lines,
+    envelope_writer,
+    file_data,
+    spare_files,
+)
 from jobpersist._codec.python.envelope_writer import encode_json, open_writer
 from jobpersist._codec.python.errors import DecodeError, FrameError
 from jobpersist._codec.python.file_data import read_file
@@ -22,4 +28,6 @@ LIMITS = {
     "read_whole_max": file_data.SMALL_FILE,
     "pickle_peek_size": PEEK_SIZE,
     "max_depth": MAX_DEPTH,
+    "max_spares": spare_files.MAX_SPARES,
+    "slow_create_ns": spare_files.SLOW_CREATE_NS,
 }
