@@ -6,6 +6,7 @@ import argparse
 import importlib.util
 import json
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -143,4 +144,19 @@ def test_bench_small_cases_name_each_rows_mode(
                 assert (case, impl, mode) in rows
     assert "deferred is the default" in out and "vs reference" in out
     assert "result merge (one key into 50)" in out
+    assert "calls back to back" in out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["small.json"]  # all cleaned up
+
+
+def test_bench_small_pauses_between_calls(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    start = time.perf_counter()
+    status, out, _ = run(
+        capsys, "bench", "--small", "--calls", "2", "--rounds", "1", "--dir", str(tmp_path),
+        "--pause-ms", "100", "--no-progress", "--impl", "python",
+    )  # fmt: skip
+    assert status == 0, out
+    assert "2 calls 100 ms apart" in out
+    # Four cases, three modes, two calls each followed by 0.1 s.
+    assert time.perf_counter() - start >= 4 * 3 * 2 * 0.1

@@ -290,10 +290,11 @@ def _small_state(i: int, pickled: bool) -> dict[str, Any]:
     return {"iteration": i, "params": params, "cost": 1.0 / (i + 1)}
 
 
-def small_worker(impl: str, case: str, calls: int) -> dict[str, float]:
+def small_worker(impl: str, case: str, calls: int, pause: float = 0.0) -> dict[str, float]:
     """Times ``calls`` calls of one small case in this (fresh) process: the median call and,
     for jobpersist, the ``wait_for_saves()`` after them (the deferred fsyncs), in seconds.
-    The job's directories and the mode come from the environment."""
+    With ``pause``, the process sleeps that long after each call, as a loop waiting for its
+    quantum tasks does. The job's directories and the mode come from the environment."""
     if impl == "reference":
         module: Any = importlib.import_module("braket.jobs.data_persistence")
         formats: Any = importlib.import_module("braket.jobs_data").PersistedJobDataFormat
@@ -322,13 +323,17 @@ def small_worker(impl: str, case: str, calls: int) -> dict[str, float]:
             start = time.perf_counter()
             module.save_job_checkpoint(data)
         times.append(time.perf_counter() - start)
+        if pause:
+            time.sleep(pause)
     start = time.perf_counter()
     if impl != "reference":
         wait_for_saves()
     return {"median": statistics.median(times), "flush": time.perf_counter() - start}
 
 
-def _run_small_worker(impl: str, mode: str, case: str, calls: int, directory: str) -> Any:
+def _run_small_worker(
+    impl: str, mode: str, case: str, calls: int, directory: str, pause: float
+) -> Any:
     env = dict(os.environ)
     for key in ("JOBPERSIST_FSYNC", "JOBPERSIST_DURABILITY", "JOBPERSIST_BACKEND"):
         env.pop(key, None)
@@ -340,10 +345,11 @@ def _run_small_worker(impl: str, mode: str, case: str, calls: int, directory: st
     env["AMZN_BRAKET_JOB_NAME"] = "jobpersist-bench"
     code = (
         "import json, sys; from jobpersist.cli.bench import small_worker; "
-        "print(json.dumps(small_worker(sys.argv[1], sys.argv[2], int(sys.argv[3]))))"
+        "print(json.dumps(small_worker(sys.argv[1], sys.argv[2], int(sys.argv[3]), "
+        "float(sys.argv[4]))))"
     )
     proc = subprocess.run(
-        [sys.executable, "-c", code, impl, case, str(calls)],
+        [sys.executable, "-c", code, impl, case, str(calls), str(pause)],
         env=env,
         capture_output=True,
         text=True,
@@ -373,9 +379,11 @@ def run_small(
     err: TextIO,
     calls: int = SMALL_CALLS,
     progress: bool = True,
+    pause: float = 0.0,
 ) -> list[SmallTiming]:
     """Times the small cases: each (case, implementation, mode) in a fresh process of
-    ``calls`` calls per round, the rounds running every row in turn (interleaved)."""
+    ``calls`` calls per round (``pause`` seconds apart), the rounds running every row in turn
+    (interleaved)."""
     results: dict[tuple[str, str, str], list[dict[str, float]]] = {}
     bar = _Progress(rounds * len(SMALL_CASES) * len(rows), err, progress)
     try:
@@ -388,7 +396,7 @@ def run_small(
                     with tempfile.TemporaryDirectory(
                         prefix="jobpersist-bench-", dir=parent
                     ) as directory:
-                        result = _run_small_worker(impl, mode, case, calls, directory)
+                        result = _run_small_worker(impl, mode, case, calls, directory, pause)
                     results.setdefault((case, impl, mode), []).append(result)
                     bar.step(f"{case} {impl} {mode} round {round_ + 1}/{rounds}")
     finally:
@@ -405,12 +413,15 @@ def run_small(
     ]
 
 
-def format_small_table(timings: Sequence[SmallTiming], rounds: int, calls: int) -> str:
+def format_small_table(
+    timings: Sequence[SmallTiming], rounds: int, calls: int, pause: float = 0.0
+) -> str:
     """The small cases' table: each row's mode, median call and ratio to the reference."""
     reference = {t.case: t.median for t in timings if t.impl == "reference"}
+    apart = f" {pause * 1e3:g} ms apart" if pause else " back to back"
     lines = [
-        f"small cases: each row a fresh process of {calls} calls, median call; median of "
-        f"{rounds} round(s), rows interleaved; {machine_summary()}",
+        f"small cases: each row a fresh process of {calls} calls{apart}, median call; median "
+        f"of {rounds} round(s), rows interleaved; {machine_summary()}",
         "mode: jobpersist's durability (deferred is the default); the reference never fsyncs",
         f"{'case':<38} {'implementation':<10} {'mode':<9} {'median us':>10} "
         f"{'vs reference':>12} {'wait_for_saves ms':>18}",
@@ -438,8 +449,9 @@ def run_small_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int
         rows = [(impl, mode) for impl, mode in rows if impl != "native"]
     if not rows:
         raise CliError("no implementation to benchmark")
-    timings = run_small(rows, args.rounds, args.dir, err, args.calls, not args.no_progress)
-    print(format_small_table(timings, args.rounds, args.calls), file=out)
+    pause = args.pause_ms / 1e3
+    timings = run_small(rows, args.rounds, args.dir, err, args.calls, not args.no_progress, pause)
+    print(format_small_table(timings, args.rounds, args.calls, pause), file=out)
     if args.json:
         with open(args.json, "w") as f:
             json.dump([t.as_dict() for t in timings], f, indent=2)
@@ -532,6 +544,14 @@ def register(sub: Any) -> None:
         type=_positive_int,
         default=SMALL_CALLS,
         help=f"calls per process with --small ({SMALL_CALLS})",
+    )
+    p.add_argument(
+        "--pause-ms",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="with --small, sleep this long after each call, as a loop waiting for its "
+        "quantum tasks does (default 0: back to back)",
     )
     p.add_argument("--plot", metavar="FILE.png", help="write a throughput chart (matplotlib)")
     p.add_argument("--json", metavar="FILE", help="also write the timings as JSON")
