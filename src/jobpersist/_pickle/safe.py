@@ -670,6 +670,7 @@ class _Loader:
         push = stack.append
         pop = stack.pop
         memo = self.memo
+        marks = self.marks
         handlers = _HANDLERS
         widths, unpackers, constants = _NUMBER_WIDTHS, _NUMBER_UNPACKERS, _CONSTANTS
         pos = _after_header(data)
@@ -708,6 +709,23 @@ class _Loader:
                 if pos < end and data[pos] == 0x94:  # MEMOIZE
                     memo[len(memo)] = value
                     pos += 1
+            elif op == 0x5D or op == 0x7D:  # EMPTY_LIST, EMPTY_DICT
+                value = [] if op == 0x5D else {}
+                push(value)
+                if pos < end and data[pos] == 0x94:  # MEMOIZE
+                    memo[len(memo)] = value
+                    pos += 1
+            elif op == 0x28 and len(marks) < MAX_MARKS:  # MARK
+                marks.append(len(stack))
+            elif (
+                op == 0x65  # APPENDS to a list (else its handler says what is wrong)
+                and marks
+                and 0 < (k := marks[-1]) <= len(stack)
+                and stack[k - 1].__class__ is list
+            ):
+                marks.pop()
+                stack[k - 1].extend(stack[k:])
+                del stack[k:]
             elif op == 0x2E:  # STOP
                 return self.stop()
             else:
