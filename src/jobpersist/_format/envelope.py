@@ -77,16 +77,16 @@ def write_envelope(
         OSError: If the file cannot be written; the previous file is then intact.
     """
     directory = os.path.dirname(path)
-    full = durability == _durability.FULL
     try:
-        replaced = _write(path, entries, data_format, full, directory)
+        replaced = _write(path, entries, data_format, durability == _durability.FULL, directory)
     except BaseException:
         # A failed save may leave a temp behind (if even its removal failed).
         rescan(directory)
         raise
-    if not full:
+    deferred = durability == _durability.DEFERRED
+    if deferred or replaced is not None:
         # The syncing thread frees the replaced file, and fsyncs the new one if deferred.
-        _durability.schedule(path if durability == _durability.DEFERRED else None, replaced)
+        _durability.schedule(path if deferred else None, replaced)
 
 
 def _write(

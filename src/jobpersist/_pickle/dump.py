@@ -138,14 +138,14 @@ class PickleStream:
                 (nothing of the file must then be kept: its zeros may be in it).
             Exception: What pickling the value raises.
         """
+        pickler = self.pickler
         try:
-            self.pickler.dump(value)
+            pickler.dump(value)
         finally:
-            try:
-                if self.redirected:
-                    self.finish()
-            finally:
-                self.pickler.clear_memo()
+            # (After a failed finish() the stream is dropped, its memo with it.)
+            if self.redirected:
+                self.finish()
+            pickler.clear_memo()
 
     def finish(self) -> None:
         """Points the pickler back at the writer, after a value that redirected it.
