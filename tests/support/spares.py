@@ -36,12 +36,14 @@ def wait_for_spares(backend: str, count: int = 1, timeout: float = 5.0) -> None:
         time.sleep(0.002)
 
 
-def wait_for_spare_in(directory: Path, timeout: float = 5.0) -> int:
-    """Waits until this process holds a spare made in ``directory``; its inode."""
+def wait_for_spare_in(directory: Path, backend: str, timeout: float = 5.0) -> int:
+    """Waits until this process holds a spare made in ``directory``, in the backend's pool
+    (the thread opens it before it stores it) and the thread is done storing it; its inode."""
     deadline = time.monotonic() + timeout
-    while not (found := unnamed_inodes(directory)):
+    while not (found := unnamed_inodes(directory)) or spare_count(backend) < 1:
         assert time.monotonic() < deadline, f"no spare made in {directory} within {timeout} s"
         time.sleep(0.002)
+    time.sleep(0.005)  # a save only try-locks the pool: let the thread let go of it
     (inode,) = found
     return inode
 

@@ -11,7 +11,7 @@
 //! creating its own.
 //!
 //! Only where creating is slow: a save wants a spare when its own creation
-//! took [`SLOW_CREATE`] or more, and the thread keeps a spare only if making
+//! took [`SLOW_CREATE_NS`] or more, and the thread keeps a spare only if making
 //! it took as long. On tmpfs (5 µs) a spare would cost more (a thread's
 //! wake-up, the other core) than it saves, and no directory there keeps one.
 //!
