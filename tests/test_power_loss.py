@@ -277,8 +277,12 @@ DEFERRED_CHILD = textwrap.dedent(
     import jobpersist.background
 
     ending = os.environ["ENDING"]
+    if os.environ.get("FIRST_UNSYNCED") == "1":
+        # No fsync before the saves under test, in any thread.
+        os.environ["JOBPERSIST_DURABILITY"] = "none"
     jobpersist.save_job_checkpoint({"old": 1})
     jobpersist.background.wait_for_saves()
+    os.environ["JOBPERSIST_DURABILITY"] = "deferred"
     if ending == "exit":
         import jobpersist._durability
         jobpersist._durability.BATCH_DELAY = 600.0  # the thread will not sync: the exit must
@@ -302,7 +306,14 @@ DEFERRED_CHILD = textwrap.dedent(
 def deferred_run(
     tmp_path: Path, backend: str, tmpfile: str, ending: str, inject: str | None = None
 ) -> tuple[list[tuple[int, str, str, int]], dict[str, object], Path]:
-    child = f"import os; os.environ['ENDING'] = {ending!r}\n" + DEFERRED_CHILD
+    # strace counts a call for `when=` per thread, and which thread syncs a batch (the
+    # syncing thread or the caller of wait_for_saves) is timing: with an injection, the first
+    # save makes no fsync, so that `when=1+` fails every fsync of the saves under test.
+    first_unsynced = "1" if inject else "0"
+    child = (
+        f"import os; os.environ['ENDING'] = {ending!r}; "
+        f"os.environ['FIRST_UNSYNCED'] = {first_unsynced!r}\n" + DEFERRED_CHILD
+    )
     return run_traced(tmp_path, backend, "deferred", tmpfile, child, inject)
 
 
@@ -340,10 +351,9 @@ def test_deferred_syncs_follow_the_renames_and_end_by_wait_or_exit(
 
 
 def test_a_failed_deferred_fsync_reaches_wait_for_saves(tmp_path: Path, backend: str) -> None:
-    # The first save's deferred syncs make fsyncs 1 and 2 (its file, the directory); every
-    # later one fails.
+    # Every fsync fails (the first save made none).
     calls, outcome, checkpoints = deferred_run(
-        tmp_path, backend, "unnamed", "wait", inject="inject=fsync:error=EIO:when=3+"
+        tmp_path, backend, "unnamed", "wait", inject="inject=fsync:error=EIO:when=1+"
     )
     assert outcome["errno"] == 5, outcome
     assert outcome["filename"] in (
