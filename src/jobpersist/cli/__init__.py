@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 
 from jobpersist.cli import bench, bundle, checkpoints, info, inspect, verify
-from jobpersist.cli._common import CliError
+from jobpersist.cli._common import CliError, Subcommand
 
 __all__ = ["CliError", "build_parser", "main"]
 
@@ -35,6 +35,9 @@ examples:
   jobpersist bundle --find-links dist job-source      wheels for a Braket job, installed offline
 """
 
+# In the order `jobpersist --help` lists them.
+_COMMANDS: tuple[Subcommand, ...] = (inspect, verify, checkpoints, bench, info, bundle)
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``jobpersist`` argument parser, with every subcommand."""
@@ -51,8 +54,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"jobpersist {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for command in (inspect, verify, checkpoints, bench, info, bundle):
-        command.register(sub)
+    for command in _COMMANDS:
+        p = sub.add_parser(
+            command.NAME,
+            help=command.HELP,
+            description=command.DESCRIPTION,
+            epilog=command.EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        command.add_arguments(p)
+        p.set_defaults(func=command.run)
     return parser
 
 

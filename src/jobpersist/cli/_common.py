@@ -1,6 +1,6 @@
-"""What the subcommands share: the error they report, sizes to and from people, and the
-analysis of a persisted-job-data file that ``inspect`` and ``verify`` print (nothing is ever
-unpickled)."""
+"""What the subcommands share: what a subcommand's module defines, the error they report,
+sizes to and from people, and the analysis of a persisted-job-data file that ``inspect`` and
+``verify`` print (nothing is ever unpickled)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import argparse
 import base64
 import dataclasses
 import json
-from typing import Any
+from typing import Any, Protocol, TextIO
 
 from jobpersist._codec.python.base64_stream import strict_b64decode
 from jobpersist._codec.python.pickle_frame import describe_crossing
@@ -16,6 +16,19 @@ from jobpersist._format.data_format import PersistedJobDataFormat
 from jobpersist._format.envelope import loads, validate_envelope
 from jobpersist._pickle.inspect import PickleScan, scan_pickle
 from jobpersist._size import parse_size
+
+
+class Subcommand(Protocol):
+    """What each subcommand's module defines; ``build_parser`` makes its parser from it."""
+
+    NAME: str  # the word on the command line
+    HELP: str  # its line in ``jobpersist --help``
+    DESCRIPTION: str  # laid out as written (RawDescriptionHelpFormatter)
+    EPILOG: str
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None: ...
+
+    def run(self, args: argparse.Namespace, out: TextIO, err: TextIO) -> int: ...
 
 
 class CliError(Exception):

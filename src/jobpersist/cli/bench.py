@@ -499,26 +499,29 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
-def register(sub: Any) -> None:
-    """Adds the ``bench`` subcommand to the subparsers ``sub``."""
-    p = sub.add_parser(
-        "bench",
-        help="time save and load: native, Python fallback, reference",
-        description="Times save_job_checkpoint and load_job_checkpoint for the native "
-        "backend, the pure-Python fallback and the reference (amazon-braket-sdk, when "
-        "installed), in this process (the backends are switched in place), prints a table "
-        "with ratios and, with --plot, writes a chart of throughput against payload size. "
-        "Pickled payloads are float64 numpy arrays (bytes without numpy); plaintext ones "
-        "lists of floats. Files go to a temporary directory (see --dir); the durability "
-        "mode follows JOBPERSIST_DURABILITY (deferred by default; the reference never "
-        "fsyncs). --small times instead what users save most, each row in a fresh process: "
-        "a tiny checkpoint (plaintext, and pickled with a numpy array), a one-key merge into "
-        "50 results and a tiny load, in every durability mode and the reference.",
-        epilog="examples:\n  jobpersist bench\n  jobpersist bench --small --rounds 3\n"
-        "  jobpersist bench --size 4M --size 256M --rounds 5 --plot bench.png\n"
-        "  jobpersist bench --format plaintext --size 1M --size 8M --impl native --impl python",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+NAME = "bench"
+HELP = "time save and load: native, Python fallback, reference"
+DESCRIPTION = (
+    "Times save_job_checkpoint and load_job_checkpoint for the native "
+    "backend, the pure-Python fallback and the reference (amazon-braket-sdk, when "
+    "installed), in this process (the backends are switched in place), prints a table "
+    "with ratios and, with --plot, writes a chart of throughput against payload size. "
+    "Pickled payloads are float64 numpy arrays (bytes without numpy); plaintext ones "
+    "lists of floats. Files go to a temporary directory (see --dir); the durability "
+    "mode follows JOBPERSIST_DURABILITY (deferred by default; the reference never "
+    "fsyncs). --small times instead what users save most, each row in a fresh process: "
+    "a tiny checkpoint (plaintext, and pickled with a numpy array), a one-key merge into "
+    "50 results and a tiny load, in every durability mode and the reference."
+)
+EPILOG = (
+    "examples:\n  jobpersist bench\n  jobpersist bench --small --rounds 3\n"
+    "  jobpersist bench --size 4M --size 256M --rounds 5 --plot bench.png\n"
+    "  jobpersist bench --format plaintext --size 1M --size 8M --impl native --impl python"
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The ``bench`` subcommand's arguments."""
     p.add_argument(
         "--size",
         type=size_argument,
@@ -557,4 +560,3 @@ def register(sub: Any) -> None:
     p.add_argument("--json", metavar="FILE", help="also write the timings as JSON")
     p.add_argument("--dir", metavar="DIR", help="where the files are written (a temp dir)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=run)

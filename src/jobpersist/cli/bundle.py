@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any, TextIO
+from typing import TextIO
 
 from jobpersist.cli._common import CliError
 
@@ -15,25 +15,28 @@ DEFAULT_PYTHON = "3.12"
 DEFAULT_PLATFORM = "manylinux_2_35_x86_64"
 
 
-def register(sub: Any) -> None:
-    """Adds the ``bundle`` subcommand to the subparsers ``sub``."""
-    p = sub.add_parser(
-        "bundle",
-        help="put the wheels a Braket job installs offline into its source folder",
-        description="Prepares a Braket job's source folder DIR to install jobpersist without\n"
-        "building anything: copies jobpersist's native wheel for the job's Python and\n"
-        "platform and its pure-Python wheel from the --find-links directories into\n"
-        "DIR/wheels/, adds orjson's wheel (from --find-links when there, else downloaded\n"
-        "with pip), and writes a block of lines (--find-links wheels and the pins) into\n"
-        "DIR/requirements.txt, keeping the other lines. Re-running replaces the block.\n"
-        "Exit status 2, with nothing written, when a wheel is missing or a line of\n"
-        "DIR/requirements.txt conflicts.",
-        epilog="examples:\n"
-        "  jobpersist bundle --find-links dist job-source\n"
-        "  jobpersist bundle --find-links dist --find-links vendor --python-version 3.11 src\n"
-        "  PIP_NO_INDEX=1 jobpersist bundle --find-links dist --find-links wheelhouse src",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+NAME = "bundle"
+HELP = "put the wheels a Braket job installs offline into its source folder"
+DESCRIPTION = (
+    "Prepares a Braket job's source folder DIR to install jobpersist without\n"
+    "building anything: copies jobpersist's native wheel for the job's Python and\n"
+    "platform and its pure-Python wheel from the --find-links directories into\n"
+    "DIR/wheels/, adds orjson's wheel (from --find-links when there, else downloaded\n"
+    "with pip), and writes a block of lines (--find-links wheels and the pins) into\n"
+    "DIR/requirements.txt, keeping the other lines. Re-running replaces the block.\n"
+    "Exit status 2, with nothing written, when a wheel is missing or a line of\n"
+    "DIR/requirements.txt conflicts."
+)
+EPILOG = (
+    "examples:\n"
+    "  jobpersist bundle --find-links dist job-source\n"
+    "  jobpersist bundle --find-links dist --find-links vendor --python-version 3.11 src\n"
+    "  PIP_NO_INDEX=1 jobpersist bundle --find-links dist --find-links wheelhouse src"
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The ``bundle`` subcommand's arguments."""
     p.add_argument("dir", metavar="DIR", help="the job's source folder (created when missing)")
     p.add_argument(
         "--find-links",
@@ -60,7 +63,6 @@ def register(sub: Any) -> None:
         metavar="VERSION",
         help="the orjson version to bundle (default: the one installed here)",
     )
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from typing import Any, TextIO
+from typing import TextIO
 
 from jobpersist.checkpoints import (
     Checkpoint,
@@ -17,20 +17,22 @@ from jobpersist.checkpoints import (
 )
 from jobpersist.cli._common import CliError, format_size
 
+NAME = "checkpoints"
+HELP = "list a checkpoint manager's files: step, job, size, format, metric, valid"
+DESCRIPTION = (
+    "Lists the files CheckpointManager wrote in DIR (of every job: a restarted "
+    "job's copied files too), oldest step first, and checks each as restore() does: the "
+    'file\'s first and last bytes, then a full load in safe mode (allow_pickle="safe": '
+    "nothing of the file's code runs). Exit status 1 if any file is damaged."
+)
+EPILOG = (
+    "examples:\n  jobpersist checkpoints /opt/jobs/checkpoints\n"
+    "  jobpersist checkpoints --quick --json"
+)
 
-def register(sub: Any) -> None:
-    """Adds the ``checkpoints`` subcommand to the subparsers ``sub``."""
-    p = sub.add_parser(
-        "checkpoints",
-        help="list a checkpoint manager's files: step, job, size, format, metric, valid",
-        description="Lists the files CheckpointManager wrote in DIR (of every job: a restarted "
-        "job's copied files too), oldest step first, and checks each as restore() does: the "
-        'file\'s first and last bytes, then a full load in safe mode (allow_pickle="safe": '
-        "nothing of the file's code runs). Exit status 1 if any file is damaged.",
-        epilog="examples:\n  jobpersist checkpoints /opt/jobs/checkpoints\n"
-        "  jobpersist checkpoints --quick --json",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The ``checkpoints`` subcommand's arguments."""
     p.add_argument(
         "directory",
         metavar="DIR",
@@ -45,7 +47,6 @@ def register(sub: Any) -> None:
         help="check each file's first and last bytes only (no full load)",
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=run)
 
 
 def _status(checkpoint: Checkpoint, quick: bool) -> tuple[bool, str]:

@@ -181,21 +181,23 @@ def format_info(info: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def register(sub: Any) -> None:
-    """Adds the ``info`` subcommand to the subparsers ``sub``."""
-    p = sub.add_parser(
-        "info",
-        help="show the version, backend (and why), wheel tags, Python and SIMD in use",
-        description="Shows the jobpersist version; the backend in use and, when it is not\n"
-        "native, why (a pure-Python wheel, the compiled module failing to import, or\n"
-        "JOBPERSIST_BACKEND); the tags of the installed wheel; the Python; and the\n"
-        "instruction set of the base64 code (detected at run time, as base64-simd does).",
-        epilog="examples:\n  jobpersist info\n  JOBPERSIST_BACKEND=python jobpersist info\n"
-        "  jobpersist info --json | jq .backend",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+NAME = "info"
+HELP = "show the version, backend (and why), wheel tags, Python and SIMD in use"
+DESCRIPTION = (
+    "Shows the jobpersist version; the backend in use and, when it is not\n"
+    "native, why (a pure-Python wheel, the compiled module failing to import, or\n"
+    "JOBPERSIST_BACKEND); the tags of the installed wheel; the Python; and the\n"
+    "instruction set of the base64 code (detected at run time, as base64-simd does)."
+)
+EPILOG = (
+    "examples:\n  jobpersist info\n  JOBPERSIST_BACKEND=python jobpersist info\n"
+    "  jobpersist info --json | jq .backend"
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The ``info`` subcommand's arguments."""
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

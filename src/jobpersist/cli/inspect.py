@@ -5,29 +5,30 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any, TextIO
+from typing import TextIO
 
 from jobpersist._format.data_format import PersistedJobDataFormat
 from jobpersist._pickle.inspect import DANGEROUS, SAFE
 from jobpersist.cli._common import FileReport, analyze, format_size
 
+NAME = "inspect"
+HELP = "show a file's format, keys, sizes and the globals its pickles would import"
+DESCRIPTION = (
+    "Shows a persisted-job-data file: format, schema header, keys, each "
+    "value's encoded and decoded size, and for pickled values the globals the pickle "
+    "would import (read from its opcodes: nothing is unpickled). Exit status 1 for a "
+    "damaged file."
+)
+EPILOG = (
+    "examples:\n  jobpersist inspect checkpoints/my-job.json\n"
+    "  jobpersist inspect --json results.json | jq .unsafe_globals"
+)
 
-def register(sub: Any) -> None:
-    """Adds the ``inspect`` subcommand to the subparsers ``sub``."""
-    p = sub.add_parser(
-        "inspect",
-        help="show a file's format, keys, sizes and the globals its pickles would import",
-        description="Shows a persisted-job-data file: format, schema header, keys, each "
-        "value's encoded and decoded size, and for pickled values the globals the pickle "
-        "would import (read from its opcodes: nothing is unpickled). Exit status 1 for a "
-        "damaged file.",
-        epilog="examples:\n  jobpersist inspect checkpoints/my-job.json\n"
-        "  jobpersist inspect --json results.json | jq .unsafe_globals",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The ``inspect`` subcommand's arguments."""
     p.add_argument("file", metavar="FILE")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=run)
 
 
 def _print_inspect(report: FileReport, out: TextIO) -> None:

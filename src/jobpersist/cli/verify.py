@@ -4,23 +4,25 @@ per file, without unpickling."""
 from __future__ import annotations
 
 import argparse
-from typing import Any, TextIO
+from typing import TextIO
 
 from jobpersist.cli._common import CliError, FileReport, analyze, format_size
 
+NAME = "verify"
+HELP = "check files' structure, base64 and pickle opcode streams (no unpickling)"
+DESCRIPTION = (
+    "Checks each file's JSON structure and schema, every pickled value's "
+    "base64 and opcode stream, without unpickling. One line per file; exit status 1 if "
+    "any fails."
+)
+EPILOG = (
+    "examples:\n  jobpersist verify checkpoints/*.json\n"
+    "  jobpersist verify --safe-only results.json"
+)
 
-def register(sub: Any) -> None:
-    """Adds the ``verify`` subcommand to the subparsers ``sub``."""
-    p = sub.add_parser(
-        "verify",
-        help="check files' structure, base64 and pickle opcode streams (no unpickling)",
-        description="Checks each file's JSON structure and schema, every pickled value's "
-        "base64 and opcode stream, without unpickling. One line per file; exit status 1 if "
-        "any fails.",
-        epilog="examples:\n  jobpersist verify checkpoints/*.json\n"
-        "  jobpersist verify --safe-only results.json",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The ``verify`` subcommand's arguments."""
     p.add_argument("files", metavar="FILE", nargs="+")
     p.add_argument(
         "--safe-only",
@@ -29,7 +31,6 @@ def register(sub: Any) -> None:
         "globals outside the safe list, or use them in ways safe mode refuses (the file is "
         "loaded in safe mode to tell, which runs none of its code)",
     )
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
