@@ -450,6 +450,27 @@ fn open_target_dir(
     Ok((path.to_path_buf(), dir_fd, stat))
 }
 
+/// Creates a named temp in `dir_fd`: `temp_name(attempt)` for attempt 0, 1,
+/// ... until a name is free (another writer may hold the one drawn). Returns
+/// the name and the file; fails on the first error other than `EEXIST`, or
+/// with the last `EEXIST` once every attempt is taken.
+fn create_named_temp(
+    dir_fd: &OwnedFd,
+    temp_name: impl Fn(usize) -> io::Result<CString>,
+) -> io::Result<(CString, OwnedFd)> {
+    let mut last_err = None;
+    for attempt in 0..MAX_CREATE_ATTEMPTS {
+        let temp = temp_name(attempt)?;
+        let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW;
+        match sys_openat(Op::Open, dir_fd.as_raw_fd(), &temp, flags, 0o666) {
+            Ok(file) => return Ok((temp, file)),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => last_err = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last_err.unwrap_or_else(|| io::Error::from_raw_os_error(libc::EEXIST)))
+}
+
 impl AtomicFile {
     /// Creates a fresh temporary file next to `target`; see
     /// [`create_with`](AtomicFile::create_with). Unnamed where possible.
@@ -512,62 +533,29 @@ impl AtomicFile {
         if replacing && slow && unnamed.is_some() {
             spare_files::want(&dir_fd);
         }
-        let mut af = match unnamed {
-            Some(file) => AtomicFile {
-                shown: shown.to_path_buf(),
-                target: resolved.clone(),
-                dir,
-                dir_fd,
-                name: name_c,
-                temp: temp_name(0).map_err(err("open"))?,
-                file: Some(file),
-                linked: false,
-                unnamed: true,
-                fsync: options.fsync,
-                replaced_len: existing.map(|(_, len)| len),
-                keep_replaced: options.keep_replaced,
-                len: 0,
-                reserved: 0,
-                reserving: true,
-            },
+        let (temp, file, named) = match unnamed {
+            Some(file) => (temp_name(0).map_err(err("open"))?, file, false),
             None => {
-                let mut last_err = None;
-                let mut created = None;
-                for attempt in 0..MAX_CREATE_ATTEMPTS {
-                    let temp = temp_name(attempt).map_err(err("open"))?;
-                    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW;
-                    match sys_openat(Op::Open, dir_fd.as_raw_fd(), &temp, flags, 0o666) {
-                        Ok(file) => {
-                            created = Some((temp, file));
-                            break;
-                        }
-                        Err(e) if e.kind() == ErrorKind::AlreadyExists => last_err = Some(e),
-                        Err(e) => return Err(err("open")(e)),
-                    }
-                }
-                let Some((temp, file)) = created else {
-                    return Err(err("open")(
-                        last_err.unwrap_or_else(|| io::Error::from_raw_os_error(libc::EEXIST)),
-                    ));
-                };
-                AtomicFile {
-                    shown: shown.to_path_buf(),
-                    target: resolved.clone(),
-                    dir,
-                    dir_fd,
-                    name: name_c,
-                    temp,
-                    file: Some(file),
-                    linked: true,
-                    unnamed: false,
-                    fsync: options.fsync,
-                    replaced_len: existing.map(|(_, len)| len),
-                    keep_replaced: options.keep_replaced,
-                    len: 0,
-                    reserved: 0,
-                    reserving: true,
-                }
+                let (temp, file) = create_named_temp(&dir_fd, temp_name).map_err(err("open"))?;
+                (temp, file, true)
             }
+        };
+        let mut af = AtomicFile {
+            shown: shown.to_path_buf(),
+            target: resolved.clone(),
+            dir,
+            dir_fd,
+            name: name_c,
+            temp,
+            file: Some(file),
+            linked: named,
+            unnamed: !named,
+            fsync: options.fsync,
+            replaced_len: existing.map(|(_, len)| len),
+            keep_replaced: options.keep_replaced,
+            len: 0,
+            reserved: 0,
+            reserving: true,
         };
         // From here on, dropping `af` on an error removes the temp.
         af.lock()?;
