@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 from support.files import temp_leftovers
 from support.jobenv import child_env
+from support.threads import run_threads
 
 import jobpersist
 from jobpersist._codec.python import atomic_file as _atomic
@@ -320,28 +321,15 @@ def test_concurrent_result_merges_lose_nothing(
 def test_threads_merging_results_lose_nothing(
     tmp_path: Path, backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import threading
-
     monkeypatch.setenv("AMZN_BRAKET_JOB_RESULTS_DIR", str(tmp_path))
     threads, count = 6, 20
-    errors: list[BaseException] = []
-    start = threading.Barrier(threads)
 
     def work(worker: int) -> None:
-        try:
-            start.wait()
-            for i in range(count):
-                fmt = "pickled_v4" if worker == 0 and i == 0 else None
-                jobpersist.save_job_result({f"t{worker}_k{i}": [worker, i]}, fmt)
-        except BaseException as exc:
-            errors.append(exc)
+        for i in range(count):
+            fmt = "pickled_v4" if worker == 0 and i == 0 else None
+            jobpersist.save_job_result({f"t{worker}_k{i}": [worker, i]}, fmt)
 
-    pool = [threading.Thread(target=work, args=(w,)) for w in range(threads)]
-    for thread in pool:
-        thread.start()
-    for thread in pool:
-        thread.join()
-    assert not errors, errors
+    run_threads(work, threads)
     loaded = jobpersist.load_job_result(allow_pickle=True)
     assert loaded == {f"t{w}_k{i}": [w, i] for w in range(threads) for i in range(count)}
     assert os.listdir(tmp_path) == ["results.json"]

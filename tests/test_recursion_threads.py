@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 from support.jobenv import JobEnv
+from support.threads import run_threads
 
 import jobpersist
 from jobpersist import _codec
@@ -52,26 +51,6 @@ def deepest_valid(depth: int = MAX_DEPTH) -> Any:
     return MyList([nest(depth - 1)])
 
 
-def run_threads(work: Callable[[int], None]) -> None:
-    errors: list[BaseException] = []
-    start = threading.Barrier(THREADS)
-
-    def body(index: int) -> None:
-        try:
-            start.wait()
-            work(index)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=body, args=(i,)) for i in range(THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
-    assert not any(t.is_alive() for t in threads), "a saving thread hung"
-    assert not errors, f"{len(errors)} save(s) failed, first: {errors[0]!r}"
-
-
 def test_threads_converting_leave_recursion_limit_alone(backend: str, job_env: JobEnv) -> None:
     limit = sys.getrecursionlimit()
     seen: set[int] = set()
@@ -99,7 +78,7 @@ def test_threads_converting_leave_recursion_limit_alone(backend: str, job_env: J
             text = job_env.checkpoint_file(suffix).read_text()
             assert expected in text, "the file lost part of the value"
 
-    run_threads(work)
+    run_threads(work, THREADS)
     assert sys.getrecursionlimit() == limit
     assert seen == {limit}, f"the recursion limit moved during the saves: {sorted(seen)}"
 
@@ -120,7 +99,7 @@ def test_deep_values_from_many_threads_are_never_refused(backend: str, job_env: 
                 )
 
     limit = sys.getrecursionlimit()
-    run_threads(work)
+    run_threads(work, THREADS)
     assert sys.getrecursionlimit() == limit
 
 

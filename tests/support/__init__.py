@@ -2,5 +2,6 @@
 
 ``backends`` (which backend can run, ``require_backend``), ``jobenv`` (the job's environment,
 child processes), ``values`` (comparing values), ``reference`` (differential runs against
-amazon-braket-sdk), ``memory`` (peak memory of an action), ``files`` (temp leftovers).
+amazon-braket-sdk), ``memory`` (peak memory of an action), ``files`` (temp leftovers),
+``threads`` (work run in several threads at once).
 """
