@@ -56,23 +56,23 @@ class JobEnv:
         return self.results_dir / "results.json"
 
 
+def _set_environ(values: dict[str, str | None]) -> None:
+    for key, value in values.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 @contextlib.contextmanager
 def environ(**values: str | None) -> Iterator[None]:
     """Sets (or with None, removes) environment variables, restoring them after."""
     saved = {key: os.environ.get(key) for key in values}
     try:
-        for key, value in values.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        _set_environ(values)
         yield
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        _set_environ(saved)
 
 
 def job_variables(checkpoints: Path, results: Path, job_name: str, decoys: Path) -> dict[str, str]:
