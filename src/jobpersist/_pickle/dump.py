@@ -100,6 +100,7 @@ class PickleStream:
         # What the table below was made from (see ``fits``).
         self._np: Any = np
         self._copyreg = dict(copyreg.dispatch_table)
+        self._subclasses = _subclasses(np.ndarray) if np is not None else []
         self._types = _array_types(np.ndarray) if np is not None else {}
         self._min_bytes = _MIN_BYTES if min_bytes is None else min_bytes
         if np is None:
@@ -113,15 +114,18 @@ class PickleStream:
         self.pickler.dispatch_table = table
 
     def fits(self) -> bool:
-        """Whether the dispatch table still is the one a new stream would make: numpy, its
-        array subclasses, copyreg's table and the streaming threshold unchanged since this
-        stream was made."""
+        """Whether the dispatch table still is the one a new stream would make: numpy, the
+        classes below ``numpy.ndarray``, copyreg's table and the streaming threshold
+        unchanged since this stream was made. (A class whose reduce was replaced since needs
+        no check here: ``_reduce_array`` takes a subclass's reduce only where it is numpy's,
+        asked anew for each array. Checking every class's reduce here would cost each
+        save 2 us more.)"""
         np = sys.modules.get("numpy")
         return (
             self._min_bytes == _MIN_BYTES
             and np is self._np
             and self._copyreg == copyreg.dispatch_table
-            and (np is None or self._types == _array_types(np.ndarray))
+            and (np is None or self._subclasses == _subclasses(np.ndarray))
         )
 
     def rebind(self, writer: EnvelopeWriter) -> None:
@@ -309,6 +313,18 @@ class PickleStream:
 _REDUCE_NAMES = ("__reduce__", "__reduce_ex__")
 # A dtype not looked at yet (None records one whose arrays are not reduced the usual way).
 _UNSEEN = object()
+
+
+def _subclasses(ndarray: type) -> list[type]:
+    """Every class below ``ndarray``, in a fixed order (a new one changes the list)."""
+    found: list[type] = []
+    stack: list[type] = [ndarray]
+    while stack:
+        subclasses: list[type] = stack.pop().__subclasses__()
+        if subclasses:
+            found += subclasses
+            stack += subclasses
+    return found
 
 
 def _array_types(ndarray: type) -> dict[type, int]:
