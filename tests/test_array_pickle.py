@@ -14,6 +14,7 @@ import pytest
 
 import jobpersist
 from jobpersist._pickle import dump as _array_pickle
+from jobpersist._pickle import small_array
 
 RNG = np.random.default_rng(7)
 ARRAYS = {
@@ -146,3 +147,54 @@ def test_a_save_made_while_pickling_has_its_own_stream(job_env: Any) -> None:
     assert jobpersist.load_job_checkpoint(allow_pickle=True) == {"a": 5}
     inner = jobpersist.load_job_checkpoint(checkpoint_file_suffix="inner", allow_pickle=True)
     assert list(inner) == ["inner"]
+
+
+def _with_metadata() -> Any:
+    return np.dtype(np.float64, metadata={"unit": "rad"})
+
+
+# Small arrays saved as values of their own: two arrays of each kind (dtype and shape), the
+# second written from the first's template where the kind has one.
+SMALL_KINDS = {
+    "float64_24": lambda r: r.random(24),
+    "float32_2d": lambda r: r.random((3, 5)).astype(np.float32),
+    "big_endian": lambda r: (r.random(9) * 100).astype(">i8"),
+    "complex": lambda r: r.random(6) + 1j,
+    "bool": lambda r: r.random(40) > 0.5,
+    "datetime": lambda r: (r.random(5) * 1e9).astype("M8[s]"),
+    "structured": lambda r: np.array(
+        [(int(x * 10), x) for x in r.random(4)], dtype=[("a", "<i4"), ("b", "<f8")]
+    ),
+    "zero_d": lambda r: np.array(r.random()),
+    "empty": lambda r: np.empty(0),
+    "one_byte": lambda r: np.array([int(r.random() * 255)], dtype=np.uint8),
+    "fortran": lambda r: np.asfortranarray(r.random((4, 3))),
+    "strided": lambda r: r.random(30)[::3],
+    "objects": lambda r: np.array([1, "a", r.random()], dtype=object),
+    "matrix": lambda r: np.asmatrix(r.random((2, 2))),
+    "metadata": lambda r: r.random(24).astype(_with_metadata()),
+    "outside_a_frame": lambda r: r.random(10_000),  # 80 KB: pickle writes it unframed
+}
+
+
+@pytest.mark.parametrize("kind", SMALL_KINDS)
+def test_a_small_array_value_is_pickled_as_pickle_does(job_env: Any, kind: str) -> None:
+    rng = np.random.default_rng(11)
+    make = SMALL_KINDS[kind]
+    # The plain float64 kind first: the metadata kind must not borrow its template.
+    for value in (rng.random(24), make(rng), make(rng), make(rng)):
+        jobpersist.save_job_checkpoint({"v": value, "n": 1}, data_format="pickled_v4")
+        assert stored_pickle(job_env.checkpoint_file(), "v") == pickle.dumps(value, protocol=4)
+
+
+def test_a_small_array_kind_seen_before_skips_the_pickler(monkeypatch: pytest.MonkeyPatch) -> None:
+    templates = small_array.Templates(np.ndarray, 128 * 1024)
+    first, second = RNG.random(24), RNG.random(24)
+    expected = pickle.dumps(second, protocol=4)
+    assert templates.pickle(first) == pickle.dumps(first, protocol=4)
+    monkeypatch.setattr(pickle, "dumps", None)  # a call would raise TypeError
+    assert templates.pickle(second) == expected
+    # Not a plain small C-contiguous array: left to the pickler.
+    assert templates.pickle(np.asfortranarray(RNG.random((3, 4)))) is None
+    assert templates.pickle(RNG.random(20_000)) is None  # 160 KB: streamed
+    assert templates.pickle([1.0, 2.0]) is None

@@ -56,26 +56,30 @@ def test_other_threads_run_during_a_large_native_save(
         during = [start] + [t for t in list(stamps) if start < t < end] + [end]
         return end - start, max(b - a for a, b in itertools.pairwise(during))
 
+    def save() -> None:
+        jobpersist.save_job_checkpoint(value, data_format=PersistedJobDataFormat.PICKLED_V4)
+
     spinner = threading.Thread(target=spin)
     spinner.start()
     started.wait()
+    runs: list[tuple[tuple[float, float], tuple[float, float]]] = []
     try:
-        # Control: repeating a bytes object holds the GIL throughout (no Python code runs in
-        # it, so nothing hands the GIL over), so the spinner stalls for (about) all of it: the
-        # measure tells a held GIL from a released one.
-        held = longest_stall(lambda: bytes(range(256)) * (256 * 4096))
-        saved = longest_stall(
-            lambda: jobpersist.save_job_checkpoint(
-                value, data_format=PersistedJobDataFormat.PICKLED_V4
-            )
-        )
+        for _ in range(5):
+            # Control: repeating a bytes object holds the GIL throughout (no Python code runs
+            # in it, so nothing hands the GIL over): the spinner stalls for (about) all of it.
+            held = longest_stall(lambda: bytes(range(256)) * (256 * 4096))
+            saved = longest_stall(save)
+            runs.append((held, saved))
+            assert held[1] > 0.8 * held[0], runs
+            if saved[1] < 0.5 * saved[0]:
+                break
     finally:
         stop.set()
         spinner.join()
     assert _codec.BACKEND == "native"
-    assert held[1] > 0.8 * held[0], held
     # The save releases the GIL for most of its time (an array's encoding holds it, a 1 MiB
-    # step at a time): the spinner runs all through it, and never stalls for half of it. (A
-    # count of the spinner's turns against the control's depended on how much of the 2 cores
-    # other processes took.)
-    assert saved[1] < 0.5 * saved[0], saved
+    # step at a time), so the spinner runs all through it and never stalls for half of it.
+    # One such save proves it: with the GIL held the spinner cannot run at all. A save may
+    # fail to show it when other processes leave the spinner no core (seen once on the busy
+    # 2-core CI machine: a 108 ms stall in a 131 ms save): hence up to five tries.
+    assert runs[-1][1][1] < 0.5 * runs[-1][1][0], runs

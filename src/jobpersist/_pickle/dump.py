@@ -39,6 +39,7 @@ from typing import Any
 
 from jobpersist import _codec
 from jobpersist._codec import Buffer, EnvelopeWriter
+from jobpersist._pickle.small_array import Templates
 
 # The C pickler's frame size (FRAME_SIZE_TARGET in Modules/_pickle.c): a payload at least
 # this long skips the frame buffer and reaches write() as the object itself. The placeholder
@@ -103,8 +104,12 @@ class PickleStream:
         self._subclasses = _subclasses(np.ndarray) if np is not None else []
         self._types = _array_types(np.ndarray) if np is not None else {}
         self._min_bytes = _MIN_BYTES if min_bytes is None else min_bytes
+        self._templates: Templates | None = None
         if np is None:
             return  # no array can exist: no hook
+        if np.ndarray not in self._copyreg:
+            # (A reduce registered for arrays may make any pickle of them: no templates.)
+            self._templates = Templates(np.ndarray, self._min_bytes)
         self._reconstruct = np.ndarray.__reduce__(np.empty(0))[0]
         # A pickler's own dispatch table replaces copyreg's: it starts as a copy of it.
         table = dict(self._copyreg)
@@ -142,6 +147,12 @@ class PickleStream:
                 (nothing of the file must then be kept: its zeros may be in it).
             Exception: What pickling the value raises.
         """
+        if self._templates is not None:
+            # A small array saved as a value of its own: pickled from a template.
+            pickled = self._templates.pickle(value)
+            if pickled is not None:
+                self._write(pickled)
+                return
         pickler = self.pickler
         try:
             pickler.dump(value)
