@@ -211,7 +211,9 @@ def test_fast_saves_hold_a_bounded_number_of_replaced_files(
     job_env: JobEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("JOBPERSIST_DURABILITY", "none")
-    monkeypatch.setattr(_durability, "BATCH_DELAY", 30.0)  # the thread frees nothing meanwhile
+    # The thread frees nothing meanwhile.
+    monkeypatch.setattr(_durability, "BATCH_DELAY", 30.0)
+    monkeypatch.setattr(_durability, "FREE_AT", _durability.MAX_HELD + 1)
     monkeypatch.setattr(_durability, "_SYNCER", None)
     for i in range(3 * _durability.MAX_HELD):
         jobpersist.save_job_checkpoint({"i": i})
@@ -219,3 +221,25 @@ def test_fast_saves_hold_a_bounded_number_of_replaced_files(
     jobpersist.wait_for_saves()
     assert held_replaced_files(job_env.checkpoint_dir) == []
     assert jobpersist.load_job_checkpoint() == {"i": 3 * _durability.MAX_HELD - 1}
+
+
+def test_held_files_are_freed_before_their_batch_is_due(
+    job_env: JobEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Saves faster than the batches: the thread frees the replaced files every FREE_AT, and
+    # leaves the fsyncs to the batch.
+    monkeypatch.setenv("JOBPERSIST_DURABILITY", "deferred")
+    monkeypatch.setattr(_durability, "BATCH_DELAY", 30.0)
+    monkeypatch.setattr(_durability, "FREE_AT", 8)
+    monkeypatch.setattr(_durability, "_SYNCER", None)
+    for i in range(40):
+        jobpersist.save_job_checkpoint({"i": i})
+    deadline = time.monotonic() + 10
+    while len(held_replaced_files(job_env.checkpoint_dir)) >= 8:
+        assert time.monotonic() < deadline, held_replaced_files(job_env.checkpoint_dir)
+        time.sleep(0.01)
+    syncer = _durability._SYNCER
+    assert syncer is not None and list(syncer.pending) == [str(job_env.checkpoint_path)]
+    jobpersist.wait_for_saves()
+    assert held_replaced_files(job_env.checkpoint_dir) == [] and not syncer.pending
+    assert jobpersist.load_job_checkpoint() == {"i": 39}
