@@ -6,17 +6,21 @@ The order of the system calls in each mode is test_power_loss's; kills are test_
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
 
 import pytest
+from support.files import keeps_replaced_files
 from support.jobenv import JobEnv, child_env
 
 import jobpersist
 from jobpersist import _durability
+from jobpersist._codec.python.in_memory_fs import filesystem_type
 
 pytestmark = pytest.mark.usefixtures("backend")
 
@@ -96,7 +100,10 @@ def test_flush_syncs_every_renamed_file_and_frees_the_replaced_ones(
         jobpersist.save_job_checkpoint({"i": i})
         jobpersist.save_job_checkpoint({"i": i}, "other")
         jobpersist.save_job_result({f"k{i}": i})
-    assert held_replaced_files(job_env.checkpoint_dir)  # the first saves' files, held
+    # The first saves' files, held (where freeing them is disk work).
+    assert bool(held_replaced_files(job_env.checkpoint_dir)) == keeps_replaced_files(
+        job_env.checkpoint_dir
+    )
     jobpersist.wait_for_saves()
     assert held_replaced_files(job_env.checkpoint_dir) == []
     assert held_replaced_files(job_env.results_dir) == []
@@ -210,6 +217,8 @@ def test_background_saves_take_a_mode(job_env: JobEnv, durability: str) -> None:
 def test_fast_saves_hold_a_bounded_number_of_replaced_files(
     job_env: JobEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    if not keeps_replaced_files(job_env.checkpoint_dir):
+        pytest.skip("the filesystem frees files in memory: none is held")
     monkeypatch.setenv("JOBPERSIST_DURABILITY", "none")
     # The thread frees nothing meanwhile.
     monkeypatch.setattr(_durability, "BATCH_DELAY", 30.0)
@@ -243,3 +252,41 @@ def test_held_files_are_freed_before_their_batch_is_due(
     jobpersist.wait_for_saves()
     assert held_replaced_files(job_env.checkpoint_dir) == [] and not syncer.pending
     assert jobpersist.load_job_checkpoint() == {"i": 39}
+
+
+def test_where_files_live_in_memory_the_rename_frees_the_replaced_one(
+    job_env: JobEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shm = Path("/dev/shm")
+    if not (shm.is_dir() and os.access(shm, os.W_OK)):
+        pytest.skip("no writable /dev/shm")
+    if filesystem_type(shm.stat().st_dev) not in ("tmpfs", "ramfs"):
+        pytest.skip("/dev/shm is not tmpfs here")
+    monkeypatch.setattr(_durability, "BATCH_DELAY", 30.0)
+    monkeypatch.setattr(_durability, "_SYNCER", None)
+    directory = Path(tempfile.mkdtemp(dir=shm))
+    try:
+        monkeypatch.setenv("AMZN_BRAKET_CHECKPOINT_DIR", str(directory))
+        for mode in ("deferred", "none"):
+            monkeypatch.setenv("JOBPERSIST_DURABILITY", mode)
+            for i in range(3):
+                jobpersist.save_job_checkpoint({"i": i})
+            assert held_replaced_files(directory) == []
+        assert not keeps_replaced_files(directory)
+        jobpersist.wait_for_saves()
+        assert jobpersist.load_job_checkpoint() == {"i": 2}
+    finally:
+        shutil.rmtree(directory)
+
+
+def test_filesystem_types_are_read_from_mountinfo() -> None:
+    # Checked against /proc/self/mounts, which names each mount point's type too.
+    mounted = {}
+    with open("/proc/self/mounts", encoding="utf-8") as mounts:
+        for line in mounts:
+            _, point, kind, *_ = line.split()
+            mounted[point] = kind  # the last mount on a point is the one seen
+    for point in ("/", "/proc", "/dev/shm"):
+        if point in mounted:
+            assert filesystem_type(os.stat(point).st_dev) == mounted[point], point
+    assert filesystem_type(os.makedev(0, 0)) == ""  # no such device mounted

@@ -8,3 +8,12 @@ from pathlib import Path
 def temp_leftovers(directory: Path) -> list[str]:
     """jobpersist's temp files (``.<name>.jptmp.<pid>.<random>``) in ``directory``."""
     return sorted(p.name for p in directory.iterdir() if ".jptmp." in p.name)
+
+
+def keeps_replaced_files(directory: Path) -> bool:
+    """Whether a save into ``directory`` in ``deferred`` or ``none`` mode keeps the file it
+    replaces open, to be freed later: where the filesystem is on a disk, not in memory (see
+    ``jobpersist._codec.python.in_memory_fs``)."""
+    from jobpersist._codec.python.in_memory_fs import frees_in_memory
+
+    return not frees_in_memory(directory.stat().st_dev)

@@ -17,6 +17,7 @@ mod envelope_writer;
 mod error;
 pub mod fault;
 mod float_repr;
+pub mod in_memory_fs;
 mod int_format;
 mod json_escape;
 mod nesting;
