@@ -20,7 +20,7 @@ from support.jobenv import JobEnv, child_env
 
 import jobpersist
 from jobpersist import _durability
-from jobpersist._codec.python.in_memory_fs import filesystem_type
+from jobpersist._codec.python.in_memory_fs import KEEP_ANYWAY_AT, filesystem_type
 
 pytestmark = pytest.mark.usefixtures("backend")
 
@@ -273,7 +273,13 @@ def test_where_files_live_in_memory_the_rename_frees_the_replaced_one(
                 jobpersist.save_job_checkpoint({"i": i})
             assert held_replaced_files(directory) == []
         assert not keeps_replaced_files(directory)
+        # A large file is kept anyway: freeing its pages takes milliseconds even there.
+        big = "x" * KEEP_ANYWAY_AT  # (the same in both backends: LIMITS)
+        jobpersist.save_job_checkpoint({"big": big}, "big")
+        jobpersist.save_job_checkpoint({"big": big}, "big")
+        assert len(held_replaced_files(directory)) == 1
         jobpersist.wait_for_saves()
+        assert held_replaced_files(directory) == []
         assert jobpersist.load_job_checkpoint() == {"i": 2}
     finally:
         shutil.rmtree(directory)

@@ -82,5 +82,6 @@ fn limits(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyDict>> {
     limits.set_item("max_depth", core::MAX_DEPTH)?;
     limits.set_item("max_spares", core::spare_files::MAX_SPARES)?;
     limits.set_item("slow_create_ns", core::spare_files::SLOW_CREATE_NS)?;
+    limits.set_item("keep_anyway_at", core::in_memory_fs::KEEP_ANYWAY_AT)?;
     Ok(limits)
 }

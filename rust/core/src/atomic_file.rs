@@ -505,9 +505,12 @@ impl AtomicFile {
             remove_stale_temps(&dir_fd, &dir, name);
         }
         let existing = stat.map(|st| (st.st_mode & 0o7777, st.st_size as u64));
-        // Where the filesystem frees a file in memory, the rename frees the replaced one.
+        // Where the filesystem frees a small file in memory, the rename frees it.
         let keep_replaced = options.keep_replaced
-            && stat.is_some_and(|st| !in_memory_fs::frees_in_memory(&dir_fd, st.st_dev));
+            && stat.is_some_and(|st| {
+                st.st_size as u64 >= in_memory_fs::KEEP_ANYWAY_AT
+                    || !in_memory_fs::frees_in_memory(&dir_fd, st.st_dev)
+            });
 
         let mut base = temp_prefix(name);
         base.extend_from_slice(std::process::id().to_string().as_bytes());

@@ -3,9 +3,10 @@
 //! A save that replaces a file on a disk keeps the replaced file open across
 //! the rename and has it freed off the caller's path (see
 //! `Options::keep_replaced`): freeing a file there is disk work (0.1-0.2 ms
-//! here, with discards). In memory it is not: keeping the file open would
+//! here, with discards). In memory it is not: keeping a small file open would
 //! only cost the save an `open` and the process a hand-over to the freeing
-//! thread, so there the rename frees it. Known per device, asked once.
+//! thread, so there the rename frees it (a large one is kept anyway:
+//! [`KEEP_ANYWAY_AT`]). Known per device, asked once.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Mutex;
@@ -13,6 +14,10 @@ use std::sync::Mutex;
 /// `statfs.f_type` of the filesystems that hold their files in memory
 /// (linux/magic.h): tmpfs, ramfs. The Python twin knows them by name.
 const IN_MEMORY_MAGIC: [libc::c_long; 2] = [0x0102_1994, 0x8584_58f6];
+
+/// A replaced file this big or bigger is kept even on such a filesystem:
+/// freeing its pages takes milliseconds there too (50 ms for 350 MB here).
+pub const KEEP_ANYWAY_AT: u64 = 32 << 20;
 
 /// The most devices remembered; beyond, the list starts again.
 const MAX_DEVICES: usize = 16;

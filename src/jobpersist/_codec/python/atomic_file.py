@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable
 
 from jobpersist._codec.python import spare_files
-from jobpersist._codec.python.in_memory_fs import frees_in_memory
+from jobpersist._codec.python.in_memory_fs import KEEP_ANYWAY_AT, frees_in_memory
 
 # O_TMPFILE refused by the filesystem or the kernel (an old kernel sees O_DIRECTORY: EISDIR).
 _UNNAMED_REFUSED = frozenset({errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOSYS})
@@ -201,8 +201,12 @@ class AtomicFile:
             if scan_stale:
                 remove_stale_temps(self.target, self.dir_fd)
             self.replacing = st is not None
-            # Where the filesystem frees a file in memory, the rename frees the replaced one.
-            self.keep_replaced = keep_replaced and st is not None and not frees_in_memory(st.st_dev)
+            # Where the filesystem frees a small file in memory, the rename frees it.
+            self.keep_replaced = (
+                keep_replaced
+                and st is not None
+                and (st.st_size >= KEEP_ANYWAY_AT or not frees_in_memory(st.st_dev))
+            )
             self._open(None if st is None else stat.S_IMODE(st.st_mode))
         except OSError as exc:
             self.abort()

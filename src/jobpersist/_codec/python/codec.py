@@ -5,6 +5,7 @@ from jobpersist._codec.python import (
     base64_lines,
     envelope_writer,
     file_data,
+    in_memory_fs,
     spare_files,
 )
 from jobpersist._codec.python.envelope_writer import encode_json, open_writer
@@ -30,4 +31,5 @@ LIMITS = {
     "max_depth": MAX_DEPTH,
     "max_spares": spare_files.MAX_SPARES,
     "slow_create_ns": spare_files.SLOW_CREATE_NS,
+    "keep_anyway_at": in_memory_fs.KEEP_ANYWAY_AT,
 }

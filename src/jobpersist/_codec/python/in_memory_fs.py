@@ -3,9 +3,10 @@
 
 A save that replaces a file on a disk keeps the replaced file open across the rename and has
 it freed off the caller's path (``keep_replaced``): freeing a file there is disk work (0.1-0.2
-ms on the project's test machine, with discards). In memory it is not: keeping the file open
-would only cost the save an ``open`` and the process a hand-over to the freeing thread, so
-there the rename frees it. Known per device, asked once.
+ms on the project's test machine, with discards). In memory it is not: keeping a small file
+open would only cost the save an ``open`` and the process a hand-over to the freeing thread,
+so there the rename frees it (a large one is kept anyway: ``KEEP_ANYWAY_AT``). Known per
+device, asked once.
 
 Python has no ``fstatfs``: the type comes from ``/proc/self/mountinfo``, by name, where the
 Rust twin reads the same two filesystems' magic numbers.
@@ -17,6 +18,9 @@ import os
 
 #: The filesystems that hold their files in memory (by ``mountinfo`` name).
 IN_MEMORY_TYPES = frozenset({"tmpfs", "ramfs"})
+#: A replaced file this big or bigger is kept even on such a filesystem: freeing its pages
+#: takes milliseconds there too (50 ms for 350 MB here). As rust/core's.
+KEEP_ANYWAY_AT = 32 << 20
 #: The most devices remembered; beyond, the record starts again (as rust/core's).
 MAX_DEVICES = 16
 
