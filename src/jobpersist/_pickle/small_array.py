@@ -5,8 +5,8 @@ object and one shape but for the array's bytes: numpy's reduce names the same gl
 shape, dtype state and flag, and its data is one ``bytes`` payload. So the first array of
 each (dtype, shape) is pickled by pickle itself, its data found in the pickle, and later
 arrays of that kind are written as the bytes around it with their own data in between:
-about 1 us where pickle takes 9 (mostly the three global lookups it makes each time). A
-variational loop checkpoints the same parameter array every iteration.
+about 1.4 us where pickle takes 9 (it calls numpy's reduce and looks up three globals each
+time). A variational loop checkpoints the same parameter array every iteration.
 
 Only a value that *is* such an array is written this way: inside a container the pickle
 depends on what came before (the memo).
