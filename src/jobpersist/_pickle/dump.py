@@ -39,7 +39,7 @@ from typing import Any
 
 from jobpersist import _codec
 from jobpersist._codec import Buffer, EnvelopeWriter
-from jobpersist._pickle.small_array import Templates
+from jobpersist._pickle.small_array import NOT_RAW, Templates
 
 # The C pickler's frame size (FRAME_SIZE_TARGET in Modules/_pickle.c): a payload at least
 # this long skips the frame buffer and reaches write() as the object itself. The placeholder
@@ -53,9 +53,6 @@ _FRAME_BYTES = 64 * 1024
 _MIN_BYTES = 2 * _FRAME_BYTES
 # Largest copy of a non-contiguous array's data held at a time.
 _PIECE = 4 << 20
-# numpy's reduce of these dtype flags (NPY_ITEM_HASOBJECT, NPY_LIST_PICKLE) is a list of
-# the items, not their bytes.
-_NOT_RAW = 0x01 | 0x02
 # Subclasses overriding ``__reduce__`` whose reduce is numpy's with extra state appended,
 # taken from attributes that numpy carries to every view (``__array_finalize__``): the
 # extra state of an empty view is the array's. Known by name, since no test on the empty
@@ -102,7 +99,7 @@ class PickleStream:
         self._np: Any = np
         self._copyreg = dict(copyreg.dispatch_table)
         self._subclasses = _subclasses(np.ndarray) if np is not None else []
-        self._types = _array_types(np.ndarray) if np is not None else {}
+        self._types = _array_types(np.ndarray, self._subclasses) if np is not None else {}
         self._min_bytes = _MIN_BYTES if min_bytes is None else min_bytes
         self._templates: Templates | None = None
         if np is None:
@@ -232,7 +229,7 @@ class PickleStream:
     def _reduce_array(self, obj: Any, cls: type, extra: int) -> Any:
         ndarray = self._np.ndarray
         dtype = ndarray.dtype.__get__(obj)
-        if dtype.flags & _NOT_RAW:
+        if dtype.flags & NOT_RAW:
             return obj.__reduce_ex__(4)
         try:
             # An empty view of the same type: numpy's reduce of it costs nothing and is the
@@ -272,7 +269,7 @@ class PickleStream:
         Built from two reduces of an empty array, which must have the usual form and make
         new tuples each time but share the marker object (pickle memoizes by identity)."""
         forms[dtype] = None
-        if dtype.flags & _NOT_RAW:
+        if dtype.flags & NOT_RAW:
             return None
         ndarray = self._np.ndarray
         try:
@@ -338,22 +335,14 @@ def _subclasses(ndarray: type) -> list[type]:
     return found
 
 
-def _array_types(ndarray: type) -> dict[type, int]:
-    """``ndarray`` and those of its subclasses that pickle by numpy's reduce, each with the
-    number of state items its reduce appends to numpy's."""
+def _array_types(ndarray: type, subclasses: list[type]) -> dict[type, int]:
+    """``ndarray`` and those of its ``subclasses`` that pickle by numpy's reduce, each with
+    the number of state items its reduce appends to numpy's."""
     found = {ndarray: 0}
-    seen = {ndarray}
-    stack: list[type] = [ndarray]
-    while stack:
-        subclasses: list[type] = stack.pop().__subclasses__()
-        for cls in subclasses:
-            if cls in seen:
-                continue
-            seen.add(cls)
-            stack.append(cls)
-            extra = _reduce_extra(cls, ndarray)
-            if extra is not None:
-                found[cls] = extra
+    for cls in subclasses:
+        extra = _reduce_extra(cls, ndarray)
+        if extra is not None:
+            found[cls] = extra
     return found
 
 

@@ -19,8 +19,9 @@ from typing import Any
 
 # The most (dtype, shape) kinds remembered per stream; beyond, they are forgotten at once.
 MAX_KINDS = 64
-# numpy's dtype flags for items pickled as objects (NPY_ITEM_HASOBJECT, NPY_LIST_PICKLE).
-_NOT_RAW = 0x01 | 0x02
+#: numpy's dtype flags (NPY_ITEM_HASOBJECT, NPY_LIST_PICKLE) whose arrays numpy pickles as a
+#: list of the items, not their bytes.
+NOT_RAW = 0x01 | 0x02
 
 
 class Templates:
@@ -34,9 +35,9 @@ class Templates:
         self._ndarray: Any = ndarray
         self._below = below
         # (id(dtype), shape) -> (dtype, head, tail), or (dtype, None, None) for a kind that
-        # has no template (its data is not one unique payload of its pickle). The dtype is
-        # kept, so that its id names no other dtype while the entry lives, and compared by
-        # identity: equal dtypes may pickle differently (metadata).
+        # has no template (its data is not one unique payload of its pickle). Keyed by the
+        # dtype's identity, since equal dtypes may pickle differently (metadata); the dtype is
+        # kept, so that its id names no other dtype while the entry lives.
         self._kinds: dict[tuple[int, tuple[int, ...]], tuple[Any, bytes | None, bytes | None]]
         self._kinds = {}
 
@@ -50,7 +51,7 @@ class Templates:
         dtype = value.dtype
         key = (id(dtype), value.shape)
         kind = self._kinds.get(key)
-        if kind is None or kind[0] is not dtype:
+        if kind is None:
             return self._learn(value, dtype, key)
         head, tail = kind[1], kind[2]
         if head is None or tail is None:
@@ -60,7 +61,7 @@ class Templates:
 
     def _learn(self, value: Any, dtype: Any, key: tuple[int, tuple[int, ...]]) -> bytes | None:
         """Pickles ``value`` with pickle and keeps its kind's template (or that it has none)."""
-        if dtype.flags & _NOT_RAW:
+        if dtype.flags & NOT_RAW:
             pickled = None
             head = tail = None
         else:
