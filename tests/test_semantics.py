@@ -23,7 +23,7 @@ from support.reference import snapshot
 from support.values import canon
 
 import jobpersist
-from jobpersist import PersistedJobDataFormat
+from jobpersist import PersistedJobDataFormat, _environment
 
 pytestmark = pytest.mark.usefixtures("backend")
 
@@ -183,6 +183,31 @@ def test_results_dir_default_is_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     jobpersist.save_job_result({"a": 1})
     assert (tmp_path / "results.json").exists()
     assert jobpersist.load_job_result() == {"a": 1}
+
+
+@pytest.mark.parametrize(
+    "value", [None, "", "job-1", " spaced ", "caf\u00e9", "\udcff-not-utf8", "a=b"]
+)
+def test_variables_read_as_os_environ_reads_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str | None
+) -> None:
+    # variable() reads os.environ's dict directly (os.environ.get of an unset name costs two
+    # exceptions): set, unset, non-ASCII and undecodable values, changes made through
+    # os.environ, and an os.environ replaced by a plain mapping read as os.environ.get does.
+    name = "JOBPERSIST_TEST_VARIABLE"
+    if value is None:
+        monkeypatch.delenv(name, raising=False)
+    else:
+        monkeypatch.setenv(name, value)
+    assert _environment.variable(name) == os.environ.get(name) == value
+    monkeypatch.setenv(name, "changed")
+    assert _environment.variable(name) == "changed"
+    monkeypatch.delenv(name)
+    assert _environment.variable(name) is None
+    replaced = {name: "from a dict", "AMZN_BRAKET_JOB_NAME": "dict-job"}
+    monkeypatch.setattr(os, "environ", replaced)
+    assert _environment.variable(name) == "from a dict"
+    assert _environment.get_job_name() == "dict-job"
 
 
 # --------------------------------------------------------------------------------------------

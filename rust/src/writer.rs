@@ -23,6 +23,7 @@ const ENCODE_STEP: usize = jobpersist_core::B64_STEP;
 pub struct NativeEnvelopeWriter {
     inner: Option<EnvelopeWriter>,
     in_b64: bool,
+    in_memory: bool,
 }
 
 impl NativeEnvelopeWriter {
@@ -155,6 +156,13 @@ impl NativeEnvelopeWriter {
         Ok(kept.map(IntoRawFd::into_raw_fd))
     }
 
+    /// Whether the target's filesystem keeps its files in memory (tmpfs, ramfs), where no
+    /// fsync makes a file durable; known when a file is replaced, else False.
+    #[getter]
+    fn in_memory(&self) -> bool {
+        self.in_memory
+    }
+
     /// Removes the temp file; the target is untouched. Idempotent.
     fn abort(&mut self) {
         // Dropping the core writer removes its temp file.
@@ -205,6 +213,7 @@ pub fn open_writer(
         .detach(|| EnvelopeWriter::create_with(&path, options))
         .map_err(to_pyerr)?;
     Ok(NativeEnvelopeWriter {
+        in_memory: inner.in_memory(),
         inner: Some(inner),
         in_b64: false,
     })

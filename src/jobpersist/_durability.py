@@ -33,6 +33,7 @@ import time
 from typing import TYPE_CHECKING, Literal
 
 from jobpersist._codec.python.atomic_file import close_quietly
+from jobpersist._environment import variable
 
 if TYPE_CHECKING:
     import threading
@@ -63,10 +64,10 @@ def resolve(durability: str | None = None) -> Durability:
         ValueError: If the argument or ``JOBPERSIST_DURABILITY`` names no mode.
     """
     if durability is None:
-        durability = os.environ.get("JOBPERSIST_DURABILITY", "").strip().lower()
+        durability = (variable("JOBPERSIST_DURABILITY") or "").strip().lower()
         source = "JOBPERSIST_DURABILITY"
         if not durability:
-            fsync = os.environ.get("JOBPERSIST_FSYNC", "").strip()
+            fsync = (variable("JOBPERSIST_FSYNC") or "").strip()
             if not fsync:
                 return DEFAULT
             return NONE if fsync == "0" else FULL

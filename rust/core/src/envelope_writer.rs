@@ -41,6 +41,8 @@ pub struct EnvelopeWriter {
     buf: Vec<u8>,
     encoder: LineEncoder,
     written: u64,
+    /// [`AtomicFile::in_memory`] of the file (which may move to a pipe's thread).
+    in_memory: bool,
 }
 
 /// Where the buffer's bytes go.
@@ -65,12 +67,20 @@ impl EnvelopeWriter {
 
     /// Starts writing a replacement for `target`; see [`AtomicFile::create_with`].
     pub fn create_with(target: &Path, options: Options) -> Result<Self> {
+        let file = AtomicFile::create_with(target, options)?;
         Ok(EnvelopeWriter {
-            sink: Sink::File(AtomicFile::create_with(target, options)?),
+            in_memory: file.in_memory(),
+            sink: Sink::File(file),
             buf: Vec::with_capacity(FLUSH_THRESHOLD + B64_STEP / 3 * 4 + 4096),
             encoder: LineEncoder::new(b"\\n"),
             written: 0,
         })
+    }
+
+    /// Whether the target's filesystem keeps its files in memory; see
+    /// [`AtomicFile::in_memory`].
+    pub fn in_memory(&self) -> bool {
+        self.in_memory
     }
 
     fn flush(&mut self) -> Result<()> {

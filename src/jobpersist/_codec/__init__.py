@@ -23,6 +23,12 @@ class EnvelopeWriter(Protocol):
     Nothing is visible at the target path before ``commit``; ``abort`` leaves no trace.
     """
 
+    @property
+    def in_memory(self) -> bool:
+        """Whether the target's filesystem keeps its files in memory (tmpfs, ramfs), where
+        no fsync makes a file durable. Known when a file is being replaced (its device is at
+        hand then); False otherwise."""
+
     def write_raw(self, data: bytes) -> None:
         """Appends ASCII JSON text as it is."""
 

@@ -78,12 +78,15 @@ def write_envelope(
     """
     directory = os.path.dirname(path)
     try:
-        replaced = _write(path, entries, data_format, durability == _durability.FULL, directory)
+        replaced, in_memory = _write(
+            path, entries, data_format, durability == _durability.FULL, directory
+        )
     except BaseException:
         # A failed save may leave a temp behind (if even its removal failed).
         rescan(directory)
         raise
-    deferred = durability == _durability.DEFERRED
+    # On tmpfs or ramfs no fsync makes a file durable: there is nothing to defer.
+    deferred = durability == _durability.DEFERRED and not in_memory
     if deferred or replaced is not None:
         # The syncing thread frees the replaced file, and fsyncs the new one if deferred.
         _durability.schedule(path if deferred else None, replaced)
@@ -91,8 +94,9 @@ def write_envelope(
 
 def _write(
     path: str, entries: Iterable[tuple[str, Any]], data_format: Format, fsync: bool, directory: str
-) -> int | None:
-    """Writes the envelope; the replaced file's descriptor, kept when not ``fsync``."""
+) -> tuple[int | None, bool]:
+    """Writes the envelope. Returns the replaced file's descriptor, kept when not
+    ``fsync``, and whether the filesystem keeps its files in memory."""
     writer = _codec.CODEC.open_writer(path, fsync, stale_scan_due(directory), not fsync)
     try:
         writer.write_raw(HEAD)
@@ -132,7 +136,7 @@ def _write(
         raise
     if stream is not None:
         close_stream(stream)
-    return writer.commit()
+    return writer.commit(), writer.in_memory
 
 
 # orjson turns integer literals beyond 64 bits into floats; json.loads keeps them exact. Any

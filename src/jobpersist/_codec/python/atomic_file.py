@@ -6,8 +6,9 @@ The same protocol as ``rust/core/src/atomic_file.rs``:
    with ``flock(LOCK_EX)``: no partial file appears in the directory under any name.
 2. It is fsynced, then named ``.{name}.jptmp.{pid}.{random}`` by ``linkat`` of
    ``/proc/self/fd/N`` with ``AT_SYMLINK_FOLLOW`` (``os.link`` with ``dst_dir_fd``, which makes
-   CPython call ``linkat`` rather than ``link``; ``AT_EMPTY_PATH`` would need
-   ``CAP_DAC_READ_SEARCH``), and renamed over the target.
+   CPython call ``linkat`` rather than ``link``), and renamed over the target. (The Rust twin
+   first tries ``linkat`` of the descriptor itself, ``AT_EMPTY_PATH``, which Linux 6.10 and
+   later allow for a file the process opened: ``os.link`` cannot pass that flag.)
 3. The directory is fsynced, so the rename is durable.
 
 Where ``O_TMPFILE`` is refused (EOPNOTSUPP, EISDIR, EINVAL, ENOSYS), where ``/proc`` is missing,
@@ -184,6 +185,7 @@ class AtomicFile:
         self.fsync = fsync
         self.keep_replaced = keep_replaced
         self.replacing = False  # whether a file had the target's name when we began
+        self.in_memory = False  # whether the filesystem keeps its files in memory
         self.fd = -1
         self.dir_fd = -1
         self.linked = False  # whether self.temp names our file
@@ -201,11 +203,13 @@ class AtomicFile:
             if scan_stale:
                 remove_stale_temps(self.target, self.dir_fd)
             self.replacing = st is not None
+            # Whether no fsync makes a file durable here: known when a file is replaced.
+            self.in_memory = st is not None and frees_in_memory(st.st_dev)
             # Where the filesystem frees a small file in memory, the rename frees it.
             self.keep_replaced = (
                 keep_replaced
                 and st is not None
-                and (st.st_size >= KEEP_ANYWAY_AT or not frees_in_memory(st.st_dev))
+                and (st.st_size >= KEEP_ANYWAY_AT or not self.in_memory)
             )
             self._open(None if st is None else stat.S_IMODE(st.st_mode))
         except OSError as exc:

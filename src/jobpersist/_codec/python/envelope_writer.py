@@ -34,6 +34,10 @@ class PyEnvelopeWriter:
         self._carry = bytearray()
         self._open = False
 
+    @property
+    def in_memory(self) -> bool:
+        return self._file.in_memory
+
     def _flush_if_full(self) -> None:
         if len(self._out) >= FLUSH_AT:
             self._file.write(self._out)
