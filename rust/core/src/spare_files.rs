@@ -158,9 +158,12 @@ pub fn take(dir: &OwnedFd) -> Option<Spare> {
         return None;
     }
     let mut pool = pool().0.try_lock().ok()?;
+    if pool.spares.is_empty() {
+        return None; // (the common case where creating is fast: no getpid, no fstat)
+    }
     pool.own();
     if pool.spares.is_empty() {
-        return None; // (the common case where creating is fast: no fstat)
+        return None; // a parent's
     }
     let dir = dir_key(dir)?;
     let at = pool.spares.iter().position(|s| s.dir == dir)?;

@@ -169,7 +169,7 @@ def warn_if_not_pickled(
     should point at the user's call, so that the default filter shows the warning once per
     call site. ``written`` is False for ``serialize_values``, which returns the values.
     """
-    if fmt.pickled or "pickle" not in fmt.label.lower():
+    if fmt is PLAINTEXT or fmt.pickled or "pickle" not in fmt.label.lower():
         return
     what = (
         f'written as plaintext JSON, in a file labelled "dataFormat": {json.dumps(fmt.label)}'

@@ -110,7 +110,10 @@ def _write(
         for key, value in entries:
             writer.write_key(key, separator)
             separator = True
-            if stream is not None and type(value) not in _ENCODED:
+            if type(value) not in _ENCODED:
+                if stream is None:
+                    writer.write_json(key, value, convert_subtree)
+                    continue
                 writer.begin_b64()
                 try:
                     stream.dump(value)
@@ -126,10 +129,8 @@ def _write(
                 writer.end_b64()
             elif isinstance(value, PreEncodedJson):
                 writer.write_raw(value.text)
-            elif isinstance(value, RawPickled):
+            else:  # RawPickled
                 writer.write_str(value.text)
-            else:
-                writer.write_json(key, value, convert_subtree)
         writer.write_raw(tail(data_format.label))
     except BaseException:
         writer.abort()

@@ -40,6 +40,7 @@ from collections.abc import Callable
 
 from jobpersist._codec.python import spare_files
 from jobpersist._codec.python.in_memory_fs import KEEP_ANYWAY_AT, frees_in_memory
+from jobpersist._environment import variable
 
 # O_TMPFILE refused by the filesystem or the kernel (an old kernel sees O_DIRECTORY: EISDIR).
 _UNNAMED_REFUSED = frozenset({errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOSYS})
@@ -113,7 +114,7 @@ def _proc_fd_available() -> bool:
 def unnamed_temp_enabled() -> bool:
     """False when ``JOBPERSIST_NO_TMPFILE=1``: the named temp file is used, as where the
     filesystem refuses ``O_TMPFILE``."""
-    return os.environ.get("JOBPERSIST_NO_TMPFILE", "").strip() != "1"
+    return (variable("JOBPERSIST_NO_TMPFILE") or "").strip() != "1"
 
 
 def temp_prefix(target: str) -> str:
