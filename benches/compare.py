@@ -511,6 +511,28 @@ def history(rounds: int, report: Report) -> None:
         shutil.rmtree(root, ignore_errors=True)
 
 
+PAGE_REPORTING = "/sys/module/page_reporting/parameters/min_free_ms"
+
+
+def page_reporting_note() -> str | None:
+    """A warning when freed memory goes back to the host at once (a VM's free page reporting):
+    memory a round freed (a deleted 350 MB file's pages, an array) is then faulted in anew by
+    the host when the next round touches it, which stalled single saves here for 0.3-2 s, on
+    any implementation."""
+    try:
+        with open(PAGE_REPORTING, encoding="ascii") as f:
+            delay_ms = int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+    if delay_ms >= 10_000:
+        return f"free page reporting after {delay_ms} ms ({PAGE_REPORTING})"
+    return (
+        f"WARNING: this VM hands freed memory back to its host {delay_ms} ms after it is freed "
+        f"(free page reporting); its next use then stalls, for any implementation. For steady "
+        f"timings, as root: echo 60000 > {PAGE_REPORTING}"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds, skip 1 GiB")
@@ -536,6 +558,9 @@ def main() -> int:
     args = parser.parse_args()
     rounds = args.rounds or (2 if args.quick else 5)
     cases = set(args.cases)
+    note = page_reporting_note()
+    if note:
+        print(note)
     report = Report()
     payload = 256 * MiB
 
