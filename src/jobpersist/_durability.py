@@ -9,7 +9,8 @@ differ only in when the data and the rename reach the disk:
 * ``deferred`` (the default): the save makes no fsync. A thread of this module fsyncs the
   renamed files and their directories soon after (the saves of the last ``BATCH_DELAY``
   seconds together, each file and directory once). ``flush()`` waits for them;
-  ``wait_for_saves()`` and the interpreter's exit call it.
+  ``wait_for_saves()`` and the interpreter's exit call it. On tmpfs and ramfs, where no fsync
+  makes a file durable, a save that replaced a file schedules none.
 * ``none``: no fsync at all; the kernel writes the data back when it will.
 
 In ``deferred`` and ``none``, the same thread also frees the files the saves replaced: a save
