@@ -336,6 +336,58 @@ static EMPTY_PATH_LINKS: AtomicBool = AtomicBool::new(true);
 /// The empty name `AT_EMPTY_PATH` takes.
 const EMPTY: &[u8; 1] = b"\0";
 
+/// Names a file by `empty_path` while `allowed`; at its first refusal
+/// (`ENOENT` before Linux 6.10 without `CAP_DAC_READ_SEARCH`, or a sandbox's
+/// `EPERM`) by `proc_fd`, and, if that works, by `proc_fd` from then on.
+fn link_either(
+    allowed: &AtomicBool,
+    empty_path: impl FnOnce() -> io::Result<()>,
+    proc_fd: impl FnOnce() -> io::Result<()>,
+) -> io::Result<()> {
+    if !allowed.load(Ordering::Relaxed) {
+        return proc_fd();
+    }
+    match empty_path() {
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::EPERM)) => {
+            proc_fd()?;
+            allowed.store(false, Ordering::Relaxed);
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+/// `linkat` of the descriptor `fd` itself to `name` in `dir`.
+fn link_empty_path(fd: RawFd, dir: RawFd, name: &CStr) -> io::Result<()> {
+    // SAFETY: both names are NUL-terminated and outlive the call.
+    let rc = unsafe {
+        libc::linkat(
+            fd,
+            EMPTY.as_ptr().cast(),
+            dir,
+            name.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    cvt(rc).map(drop)
+}
+
+/// `linkat` of `fd`'s `/proc/self/fd` entry, followed, to `name` in `dir`.
+fn link_through_proc(fd: RawFd, dir: RawFd, name: &CStr) -> io::Result<()> {
+    let proc_path = c_string(format!("/proc/self/fd/{fd}").as_bytes())?;
+    // SAFETY: both names are NUL-terminated and outlive the call.
+    let rc = unsafe {
+        libc::linkat(
+            libc::AT_FDCWD,
+            proc_path.as_ptr(),
+            dir,
+            name.as_ptr(),
+            libc::AT_SYMLINK_FOLLOW,
+        )
+    };
+    cvt(rc).map(drop)
+}
+
 /// Whether unnamed files can be named through `/proc/self/fd` here.
 fn proc_fd_available() -> bool {
     static AVAILABLE: OnceLock<bool> = OnceLock::new();
@@ -854,50 +906,13 @@ impl AtomicFile {
     /// `/proc/self/fd` entry.
     fn link(&mut self, file: &OwnedFd) -> Result<()> {
         fault::check(Op::Link).map_err(|e| self.error("link", e))?;
-        if EMPTY_PATH_LINKS.load(Ordering::Relaxed) {
-            // SAFETY: both names are NUL-terminated and outlive the call.
-            let rc = unsafe {
-                libc::linkat(
-                    file.as_raw_fd(),
-                    EMPTY.as_ptr().cast(),
-                    self.dir_fd.as_raw_fd(),
-                    self.temp.as_ptr(),
-                    libc::AT_EMPTY_PATH,
-                )
-            };
-            match cvt(rc) {
-                Ok(_) => {
-                    self.linked = true;
-                    return Ok(());
-                }
-                // A refusal (ENOENT before Linux 6.10 without CAP_DAC_READ_SEARCH, or a
-                // sandbox's EPERM): /proc below, and from then on if that works.
-                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::EPERM)) => {
-                    self.link_through_proc(file)?;
-                    EMPTY_PATH_LINKS.store(false, Ordering::Relaxed);
-                    return Ok(());
-                }
-                Err(e) => return Err(self.error("link", e)),
-            }
-        }
-        self.link_through_proc(file)
-    }
-
-    /// `linkat` of the file's `/proc/self/fd` entry, following it.
-    fn link_through_proc(&mut self, file: &OwnedFd) -> Result<()> {
-        let proc_path = c_string(format!("/proc/self/fd/{}", file.as_raw_fd()).as_bytes())
-            .map_err(|e| self.error("link", e))?;
-        // SAFETY: both names are NUL-terminated and outlive the call.
-        let rc = unsafe {
-            libc::linkat(
-                libc::AT_FDCWD,
-                proc_path.as_ptr(),
-                self.dir_fd.as_raw_fd(),
-                self.temp.as_ptr(),
-                libc::AT_SYMLINK_FOLLOW,
-            )
-        };
-        cvt(rc).map_err(|e| self.error("link", e))?;
+        let (fd, dir, temp) = (file.as_raw_fd(), self.dir_fd.as_raw_fd(), &self.temp);
+        link_either(
+            &EMPTY_PATH_LINKS,
+            || link_empty_path(fd, dir, temp),
+            || link_through_proc(fd, dir, temp),
+        )
+        .map_err(|e| self.error("link", e))?;
         self.linked = true;
         Ok(())
     }
@@ -1086,6 +1101,60 @@ mod tests {
             "{} blocks kept",
             meta.blocks()
         );
+    }
+
+    #[test]
+    fn a_refused_empty_path_link_falls_back_to_proc_for_good() {
+        let errno = |n| move || Err(io::Error::from_raw_os_error(n));
+        let calls = std::cell::Cell::new(0);
+        let proc_ok = || {
+            calls.set(calls.get() + 1);
+            Ok(())
+        };
+        // Allowed: /proc is never asked, and the answer stays.
+        let allowed = AtomicBool::new(true);
+        link_either(&allowed, || Ok(()), proc_ok).unwrap();
+        assert!(allowed.load(Ordering::Relaxed) && calls.get() == 0);
+        // Another error is the save's: no /proc, and the next save tries again.
+        let err = link_either(&allowed, errno(libc::EEXIST), proc_ok).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EEXIST));
+        assert!(allowed.load(Ordering::Relaxed) && calls.get() == 0);
+        // A refusal whose /proc link fails too (the directory is gone) changes nothing.
+        let err = link_either(&allowed, errno(libc::ENOENT), errno(libc::ENOENT)).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
+        assert!(allowed.load(Ordering::Relaxed));
+        // A refusal: /proc names it, and names every later one.
+        for refusal in [libc::ENOENT, libc::EPERM] {
+            let allowed = AtomicBool::new(true);
+            calls.set(0);
+            link_either(&allowed, errno(refusal), proc_ok).unwrap();
+            assert!(!allowed.load(Ordering::Relaxed) && calls.get() == 1);
+            link_either(&allowed, || panic!("asked again"), proc_ok).unwrap();
+            assert_eq!(calls.get(), 2);
+        }
+    }
+
+    #[test]
+    fn both_links_name_an_unnamed_file() {
+        let dir = TempDir::new("links");
+        let dir_fd: OwnedFd = File::open(&dir.0).unwrap().into();
+        for (name, link) in [
+            (
+                "by-fd",
+                link_empty_path as fn(RawFd, RawFd, &CStr) -> io::Result<()>,
+            ),
+            ("by-proc", link_through_proc),
+        ] {
+            let Some(file) = open_unnamed(dir_fd.as_raw_fd()).unwrap() else {
+                return; // no O_TMPFILE here
+            };
+            let name_c = c_string(name.as_bytes()).unwrap();
+            match link(file.as_raw_fd(), dir_fd.as_raw_fd(), &name_c) {
+                Ok(()) => assert!(dir.0.join(name).is_file()),
+                // An older kernel refuses the first without CAP_DAC_READ_SEARCH.
+                Err(e) => assert_eq!((name, e.raw_os_error()), ("by-fd", Some(libc::ENOENT))),
+            }
+        }
     }
 
     #[test]
